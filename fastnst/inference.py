@@ -1,0 +1,149 @@
+"""Stylize images with a trained network: torch, safetensors and Pillow only.
+
+    from fastnst import Stylizer
+    stylizer = Stylizer.from_checkpoint("checkpoints/starry_night.safetensors")
+    stylizer.stylize(Image.open("photo.jpg")).save("out.jpg")
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from fastnst.checkpoint import LoadedNetwork, load_network
+from fastnst.io import pil_to_tensor, tensor_to_pil
+from fastnst.models.transformer_net import TransformerNet
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: CUDA is not available on this machine; use --device cpu or auto")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: Apple MPS is not available on this machine; use --device cpu or auto")
+    return torch.device(device)
+
+
+def default_precision(device: torch.device) -> str:
+    """bf16 on CUDA GPUs that support it, fp16 on older GPUs and MPS, fp32 on the CPU."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "mps":
+        return "fp16"
+    return "fp32"
+
+
+def rgb_to_yuv(images: torch.Tensor) -> torch.Tensor:
+    """BT.601 RGB to YUV. Shape: (B, 3, H, W) -> (B, 3, H, W)."""
+    r, g, b = images.unbind(1)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return torch.stack([y, 0.492 * (b - y), 0.877 * (r - y)], 1)
+
+
+def yuv_to_rgb(images: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_yuv`."""
+    y, u, v = images.unbind(1)
+    r = y + v / 0.877
+    b = y + u / 0.492
+    g = (y - 0.299 * r - 0.114 * b) / 0.587
+    return torch.stack([r, g, b], 1)
+
+
+def preserve_color(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Luminance of ``stylized`` with the chrominance of ``content`` (Gatys et al. 2016)."""
+    yuv = rgb_to_yuv(content)
+    return yuv_to_rgb(torch.cat([rgb_to_yuv(stylized)[:, :1], yuv[:, 1:]], 1)).clamp(0, 1)
+
+
+class Stylizer:
+    """A trained network ready to stylize, on one device and precision.
+
+    Args:
+        net: the network.
+        device: ``auto``, ``cpu``, ``cuda``, ``mps`` or a torch device.
+        precision: ``fp32``, ``bf16`` or ``fp16``; None picks per device.
+        channels_last: run in channels_last memory format (faster on most GPUs).
+        compile: ``torch.compile`` the network.
+        style: name used in output file names.
+    """
+
+    def __init__(
+        self,
+        net: TransformerNet,
+        device: str | torch.device = "auto",
+        precision: str | None = None,
+        channels_last: bool | None = None,
+        compile: bool = False,
+        style: str = "styled",
+        info: dict | None = None,
+    ):
+        self.device = pick_device(device) if isinstance(device, str) else device
+        self.precision = precision or default_precision(self.device)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
+        self.style, self.info = style, dict(info or {})
+        self.net = net.eval().requires_grad_(False).to(self.device)
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self._forward = torch.compile(self.net, dynamic=True) if compile else self.net
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs) -> Stylizer:
+        """Load a ``.safetensors`` export or a Lightning ``.ckpt`` (never executes code from it)."""
+        loaded: LoadedNetwork = load_network(path)
+        kwargs.setdefault("style", loaded.style)
+        return cls(loaded.net, info=loaded.info, **kwargs)
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    @torch.inference_mode()
+    def stylize_tensor(self, images: torch.Tensor, strength: float = 1.0, keep_color: bool = False) -> torch.Tensor:
+        """Stylize a batch.
+
+        Args:
+            images: float in [0, 1], on any device (not modified).
+            strength: 0 returns the input, 1 the full style; linear blend between.
+            keep_color: keep the input's colours, transfer only luminance.
+
+        Returns:
+            float32 images in [0, 1] on the input's device.
+
+        Shape:
+            - images: (B, 3, H, W).
+            - Output: (B, 3, H, W).
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        x = images.to(self.device, torch.float32, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            y = self._forward(x)
+        y = y.float()
+        if keep_color:
+            y = preserve_color(y, x)
+        if strength < 1.0:
+            y = torch.lerp(x, y, strength)
+        return y.contiguous().to(images.device)
+
+    def stylize(self, image: Image.Image, strength: float = 1.0, keep_color: bool = False) -> Image.Image:
+        """Stylize one PIL image; returns an RGB image of the same size."""
+        tensor = pil_to_tensor(image.convert("RGB")).unsqueeze(0)  # (1, 3, H, W)
+        return tensor_to_pil(self.stylize_tensor(tensor, strength=strength, keep_color=keep_color))

@@ -1,0 +1,150 @@
+"""Image reading and writing with Pillow and torch only.
+
+Every image comes out RGB with EXIF orientation applied, whatever its mode
+(greyscale, palette, 16-bit, CMYK, with or without alpha). Files are written
+atomically: a temporary file in the same folder, then a rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class ImageReadError(ValueError):
+    """An image file could not be read; the message names the file and the reason."""
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB (transparency composited on white)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / scale * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.asarray(image) * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def read_image(path: str | Path, min_short_side: int | None = None) -> Image.Image:
+    """Read an image file as upright 8-bit RGB.
+
+    Args:
+        path: the file.
+        min_short_side: when given, JPEGs are decoded with Pillow's draft mode
+            at the smallest DCT scale whose short side is still at least this.
+
+    Raises:
+        ImageReadError: the file is missing, truncated, not an image, or a
+            decompression bomb; the message names the file.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if min_short_side and image.format == "JPEG":
+                    image.draft("RGB", (min_short_side, min_short_side))
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return to_rgb(image)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a folder, not an image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(f"{path}: refused as a possible decompression bomb ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{path}: cannot decode ({exc})") from None
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image to a float32 tensor in [0, 1].
+
+    Shape:
+        - Output: (3, H, W).
+    """
+    array = np.array(image.convert("RGB"), dtype=np.uint8)  # writable copy
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0).contiguous()
+
+
+def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
+    """Float tensor in [0, 1] to an RGB PIL image (values clamped, rounded).
+
+    Shape:
+        - Input: (3, H, W) or (1, 3, H, W).
+    """
+    if tensor.dim() == 4:
+        tensor = tensor[0]
+    array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array, "RGB")
+
+
+def resize_long_side(image: Image.Image, long_side: int) -> Image.Image:
+    """Resize so the longer side is ``long_side`` px, keeping the aspect ratio."""
+    w, h = image.size
+    scale = long_side / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def save_image(image: Image.Image, path: str | Path, quality: int = 95) -> Path:
+    """Write an image atomically; the format follows the suffix."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image extension; use one of {', '.join(IMAGE_EXTENSIONS)}")
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=fmt, **options)
+    return path
+
+
+def make_grid(images: torch.Tensor, nrow: int = 4, padding: int = 2, fill: float = 1.0) -> torch.Tensor:
+    """Tile a batch of images into one image (like torchvision's make_grid).
+
+    Shape:
+        - Input: (B, 3, H, W).
+        - Output: (3, rows * (H + p) + p, cols * (W + p) + p).
+    """
+    b, c, h, w = images.shape
+    cols = min(nrow, b)
+    rows = (b + cols - 1) // cols
+    grid = images.new_full((c, rows * (h + padding) + padding, cols * (w + padding) + padding), fill)
+    for i in range(b):
+        r, col = divmod(i, cols)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[:, top : top + h, left : left + w] = images[i]
+    return grid

@@ -1,0 +1,157 @@
+"""Perceptual losses: content, Gram-matrix style and total variation.
+
+Normalisation (the loss weights in ``configs/loss`` depend on it):
+
+- ``gram_matrix(F)`` for features of shape (B, C, H, W) is ``F F^T / (C H W)``,
+  so a Gram entry is a mean over positions, independent of the image size.
+- ``content_loss`` is the mean squared error of the features, averaged over
+  every element (B C H W).
+- ``style_loss`` is the weighted sum over layers of the mean squared error
+  between Gram matrices, averaged over B C C.
+- ``tv_loss`` is the mean squared difference between neighbouring pixels,
+  averaged over both directions, for images in [0, 1].
+
+Gram matrices are always computed in float32, also from bf16/fp16 features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastnst.models.vgg import VGGFeatures
+
+
+def _loss_dtype(t: torch.Tensor) -> torch.dtype:
+    """float64 stays float64 (for gradcheck); everything else is computed in float32."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrix normalised by the number of elements per sample.
+
+    Args:
+        features: activations.
+
+    Returns:
+        ``F F^T / (C H W)`` in float32 (float64 stays float64).
+
+    Shape:
+        - Input: (B, C, H, W).
+        - Output: (B, C, C).
+    """
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w).to(_loss_dtype(features))
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between feature maps of the same shape."""
+    dtype = _loss_dtype(features)
+    return F.mse_loss(features.to(dtype), target.to(dtype))
+
+
+def style_loss(
+    features: Mapping[str, torch.Tensor],
+    target_grams: Mapping[str, torch.Tensor],
+    layer_weights: Mapping[str, float] | None = None,
+) -> torch.Tensor:
+    """Weighted sum over layers of the MSE between Gram matrices.
+
+    Args:
+        features: tap name to (B, C, H, W) activations of the stylized images.
+        target_grams: tap name to (1, C, C) or (B, C, C) Gram matrices of the style.
+        layer_weights: tap name to weight; 1.0 for every layer when omitted.
+
+    Returns:
+        Scalar loss.
+    """
+    total = None
+    for name, target in target_grams.items():
+        gram = gram_matrix(features[name])
+        term = F.mse_loss(gram, target.to(gram.dtype).expand_as(gram))
+        weight = 1.0 if layer_weights is None else layer_weights[name]
+        total = weight * term if total is None else total + weight * term
+    if total is None:
+        raise ValueError("style_loss needs at least one layer")
+    return total
+
+
+def tv_loss(images: torch.Tensor) -> torch.Tensor:
+    """Total variation: mean squared difference of vertical and horizontal neighbours.
+
+    Shape:
+        - Input: (B, C, H, W).
+    """
+    images = images.to(_loss_dtype(images))
+    dh = images[..., 1:, :] - images[..., :-1, :]
+    dw = images[..., :, 1:] - images[..., :, :-1]
+    return 0.5 * (dh.pow(2).mean() + dw.pow(2).mean())
+
+
+class PerceptualLoss(nn.Module):
+    """Content + style + total variation loss against one style image.
+
+    The style Grams are computed once, at construction, and kept as buffers.
+    One VGG pass covers the stylized images and the content images together.
+
+    Args:
+        vgg: the frozen feature network; must tap every content and style layer.
+        style_image: (1, 3, H, W) RGB in [0, 1].
+        content_layers: taps for the content loss.
+        style_layers: tap name to per-layer weight.
+        content_weight, style_weight, tv_weight: weights of the three terms.
+    """
+
+    def __init__(
+        self,
+        vgg: VGGFeatures,
+        style_image: torch.Tensor,
+        content_layers: list[str],
+        style_layers: Mapping[str, float],
+        content_weight: float = 1.0,
+        style_weight: float = 5.0,
+        tv_weight: float = 1e-6,
+    ):
+        super().__init__()
+        self.vgg = vgg
+        self.content_layers = list(content_layers)
+        self.style_layers = dict(style_layers)
+        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        with torch.no_grad():
+            feats = vgg(style_image)
+        for name in self.style_layers:
+            self.register_buffer(f"gram_{name}", gram_matrix(feats[name]), persistent=False)
+
+    def style_grams(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, f"gram_{name}") for name in self.style_layers}
+
+    def forward(self, stylized: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return the weighted terms and their sum.
+
+        Shape:
+            - stylized, content: (B, 3, H, W) in [0, 1].
+
+        Returns:
+            dict with ``content_loss``, ``style_loss``, ``tv_loss`` (each already
+            weighted) and ``loss`` (their sum).
+        """
+        b = stylized.shape[0]
+        feats = self.vgg(torch.cat([stylized, content]))
+        with torch.no_grad():
+            content_targets = {name: feats[name][b:] for name in self.content_layers}
+        out_feats = {name: f[:b] for name, f in feats.items()}
+        c_loss = sum(content_loss(out_feats[n], content_targets[n].detach()) for n in self.content_layers)
+        s_loss = style_loss(out_feats, self.style_grams(), self.style_layers)
+        t_loss = tv_loss(stylized)
+        terms = {
+            "content_loss": self.content_weight * c_loss,
+            "style_loss": self.style_weight * s_loss,
+            "tv_loss": self.tv_weight * t_loss,
+        }
+        terms["loss"] = terms["content_loss"] + terms["style_loss"] + terms["tv_loss"]
+        return terms

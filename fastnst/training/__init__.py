@@ -1,0 +1,1 @@
+"""Training: the only part of fastnst that imports Lightning and Hydra."""

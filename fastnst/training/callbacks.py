@@ -1,0 +1,83 @@
+"""Callbacks: sample grids in TensorBoard and the final safetensors export."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from fastnst.checkpoint import save_network
+from fastnst.io import make_grid
+
+
+class StyleSamples(L.Callback):
+    """Every ``every_n_steps`` steps, stylize the fixed validation photos into a grid.
+
+    The grid (photos on the top row, stylized below) goes to every logger that
+    has ``add_image`` (TensorBoard) as ``samples``.
+    """
+
+    def __init__(self, every_n_steps: int = 500, max_images: int = 8):
+        self.every_n_steps, self.max_images = every_n_steps, max_images
+        self._images: torch.Tensor | None = None
+
+    def _log(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self._images is None:
+            self._images = trainer.datamodule.val_images()[: self.max_images]
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            content = self._images.to(module.device)
+            stylized = module(content).float()
+        module.train(was_training)
+        grid = make_grid(torch.cat([content, stylized]).cpu(), nrow=len(content))  # (3, H, W)
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_image"):
+                experiment.add_image("samples", grid, global_step=trainer.global_step)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if trainer.is_global_zero and trainer.global_step % self.every_n_steps == 0:
+            self._log(trainer, module)
+
+    def on_train_end(self, trainer, module) -> None:
+        if trainer.is_global_zero:
+            self._log(trainer, module)
+
+
+def free_path(path: Path) -> Path:
+    """``path`` if it does not exist yet, else the same name with a timestamp, so nothing is overwritten."""
+    if not path.exists():
+        return path
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate = path.with_name(f"{path.stem}-{stamp}{path.suffix}")
+    n = 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{stamp}-{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
+class ExportNetwork(L.Callback):
+    """At the end of training, write ``<export_dir>/<style>.safetensors`` (never over an existing file)."""
+
+    def __init__(self, export_dir: str, overwrite: bool = False):
+        self.export_dir, self.overwrite = Path(export_dir), overwrite
+        self.path: Path | None = None
+
+    def on_train_end(self, trainer, module) -> None:
+        if not trainer.is_global_zero:
+            return
+        hp = module.hparams
+        target = self.export_dir / f"{hp.style_name}.safetensors"
+        target = target if self.overwrite else free_path(target)
+        info = {
+            "style": hp.style_name,
+            "style_image": Path(hp.style_image).name,
+            "steps": trainer.global_step,
+            "image_size": getattr(trainer.datamodule, "image_size", None),
+            "loss": {k: hp[k] for k in ("content_weight", "style_weight", "tv_weight")},
+        }
+        self.path = save_network(module.transformer(), target, info)

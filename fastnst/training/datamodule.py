@@ -1,0 +1,71 @@
+"""LightningDataModule over a COCO-style folder of photos."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from fastnst.data import ImageFolderDataset, collate, find_images
+
+
+class ImageFolderDataModule(L.LightningDataModule):
+    """Random square crops of every photo under ``root`` (searched recursively).
+
+    The first ``num_val_images`` files (sorted) are held out as a fixed
+    validation set, centre-cropped, for the sample grid in TensorBoard.
+
+    Args:
+        root: folder of photos (COCO train2014 or any other).
+        image_size: crop side in pixels.
+        batch_size: images per step.
+        num_workers: DataLoader worker processes (0: load in the main process).
+        num_val_images: held-out photos for the sample grid.
+        draft: decode large JPEGs at a reduced scale (much faster, same crops).
+        pin_memory, persistent_workers, prefetch_factor: DataLoader tuning.
+        seed: seed of the random crops.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int = 256,
+        batch_size: int = 4,
+        num_workers: int = 2,
+        num_val_images: int = 8,
+        draft: bool = True,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        prefetch_factor: int = 4,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.root, self.image_size, self.batch_size = root, image_size, batch_size
+        self.num_workers, self.num_val_images, self.draft, self.seed = num_workers, num_val_images, draft, seed
+        self.pin_memory, self.persistent_workers, self.prefetch_factor = pin_memory, persistent_workers, prefetch_factor
+        self.train_set: ImageFolderDataset | None = None
+        self.val_set: ImageFolderDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        files = find_images(self.root)  # raises DataError naming the folder when empty
+        # Hold the validation photos out when there are plenty; a tiny folder shares them.
+        val = files[: self.num_val_images]
+        train = files[len(val) :] if len(files) >= 4 * max(1, len(val)) else files
+        self.train_set = ImageFolderDataset(train, self.image_size, train=True, draft=self.draft, seed=self.seed)
+        self.val_set = ImageFolderDataset(val, self.image_size, train=False, draft=self.draft)
+
+    def _loader_options(self) -> dict:
+        workers = self.num_workers
+        options = {"num_workers": workers, "collate_fn": collate, "pin_memory": self.pin_memory and torch.cuda.is_available()}
+        if workers > 0:
+            options |= {"persistent_workers": self.persistent_workers, "prefetch_factor": self.prefetch_factor}
+        return options
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=len(self.train_set) >= self.batch_size, **self._loader_options())
+
+    def val_images(self) -> torch.Tensor:
+        """The fixed validation crops, (N, 3, S, S)."""
+        return torch.stack([self.val_set[i]["image"] for i in range(len(self.val_set))])

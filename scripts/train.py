@@ -1,0 +1,139 @@
+"""Train a style network.
+
+    python scripts/train.py style=starry_night data.root=/path/to/coco/train2014
+    python scripts/train.py style=custom style.image=painting.jpg style.name=my_style
+    python scripts/train.py experiment=demo
+
+Any config value can be overridden on the command line (see configs/).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # allow running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT))
+
+if not OmegaConf.has_resolver("fastnst_root"):
+    OmegaConf.register_new_resolver("fastnst_root", lambda: os.environ.get("FASTNST_ROOT", str(ROOT)))
+
+
+class ConfigError(ValueError):
+    """A config value is unusable; the message says which and what to do."""
+
+
+def find_last_checkpoint(log_dir: Path, style: str) -> Path | None:
+    """The newest ``last.ckpt`` of any earlier run of ``style`` under ``log_dir``."""
+    candidates = sorted((log_dir / style).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+def resolve_checkpoint(cfg: DictConfig) -> Path | None:
+    """The checkpoint to resume from: ``ckpt_path``, or the latest run's with ``resume=true``."""
+    if cfg.get("ckpt_path"):
+        path = Path(cfg.ckpt_path).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={path}: no such checkpoint; give a last.ckpt from a run's checkpoints/ folder")
+        return path
+    if cfg.get("resume"):
+        path = find_last_checkpoint(Path(cfg.paths.log_dir), cfg.style.name)
+        if path is None:
+            raise ConfigError(
+                f"resume=true: no last.ckpt under {Path(cfg.paths.log_dir) / cfg.style.name}/*/checkpoints; "
+                "start without resume or give ckpt_path=..."
+            )
+        return path
+    return None
+
+
+def build_module(cfg: DictConfig):
+    """The StyleTransferModule from the model, style and loss groups (plain values only)."""
+    from fastnst.training.module import StyleTransferModule
+
+    style_image = Path(cfg.style.image).expanduser()
+    if not style_image.is_file():
+        raise ConfigError(f"style.image={style_image}: file not found; give the path of a painting")
+    return StyleTransferModule(
+        net_config={"width": cfg.model.width, "num_residual_blocks": cfg.model.num_residual_blocks},
+        style_image=str(style_image),
+        style_name=cfg.style.name,
+        style_size=cfg.style.size,
+        vgg_weights=cfg.loss.vgg.weights,
+        vgg_pooling=cfg.loss.vgg.pooling,
+        vgg_channel_scale=cfg.loss.vgg.channel_scale,
+        content_layers=list(cfg.loss.content_layers),
+        style_layers=dict(cfg.loss.style_layers),
+        content_weight=cfg.loss.content_weight,
+        style_weight=cfg.loss.style_weight,
+        tv_weight=cfg.loss.tv_weight,
+        lr=cfg.model.lr,
+        lr_decay_gamma=cfg.model.lr_decay_gamma,
+        lr_decay_every=cfg.model.lr_decay_every,
+        channels_last=cfg.model.channels_last,
+        compile=cfg.model.compile,
+    )
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit one style network and export it.
+
+    Returns:
+        dict with ``output_dir``, ``checkpoint_dir``, ``export_path`` (or None),
+        ``steps``, ``metrics`` (last logged values) and ``skipped_files``.
+    """
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from fastnst.training.callbacks import ExportNetwork
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt_path = resolve_checkpoint(cfg)
+    if ckpt_path is not None and cfg.get("resume") and not cfg.get("ckpt_path"):
+        # Continue in the interrupted run's folder so checkpoints and TensorBoard curves carry on.
+        OmegaConf.update(cfg, "paths.output_dir", str(ckpt_path.parents[1]), force_add=True)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")  # fails here, before any model is built, when the folder has no images
+    module = build_module(cfg)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    exporter = ExportNetwork(cfg.paths.export_dir) if cfg.get("export", True) else None
+    if exporter:
+        callbacks.append(exporter)
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    return {
+        "output_dir": str(cfg.paths.output_dir),
+        "checkpoint_dir": str(Path(cfg.paths.output_dir) / "checkpoints"),
+        "export_path": str(exporter.path) if exporter and exporter.path else None,
+        "steps": trainer.global_step,
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        "skipped_files": sorted(module.skipped_files),
+    }
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    from fastnst.checkpoint import CheckpointError
+    from fastnst.data import DataError
+    from fastnst.io import ImageReadError
+    from fastnst.models.vgg import WeightsError
+    from fastnst.training.module import NonFiniteLossError
+
+    try:
+        result = train(cfg)
+    except (ConfigError, DataError, ImageReadError, WeightsError, CheckpointError, NonFiniteLossError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    if result["export_path"]:
+        print(f"exported {result['export_path']} after {result['steps']} steps")
+    print(f"run folder: {result['output_dir']} (tensorboard --logdir {result['output_dir']})")
+
+
+if __name__ == "__main__":
+    main()
