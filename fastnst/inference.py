@@ -36,12 +36,9 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def default_precision(device: torch.device) -> str:
-    """bf16 on CUDA GPUs that support it, fp16 on older GPUs and MPS, fp32 on the CPU."""
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "mps":
-        return "fp16"
-    return "fp32"
+    """fp16 on GPUs (fastest in docs/benchmarks.md: 1.1-1.25x over fp32 on an H100,
+    where bf16 was slower than fp32 at batch 1), fp32 on the CPU."""
+    return "fp16" if device.type in ("cuda", "mps") else "fp32"
 
 
 def rgb_to_yuv(images: torch.Tensor) -> torch.Tensor:
@@ -73,7 +70,8 @@ class Stylizer:
         net: the network.
         device: ``auto``, ``cpu``, ``cuda``, ``mps`` or a torch device.
         precision: ``fp32``, ``bf16`` or ``fp16``; None picks per device.
-        channels_last: run in channels_last memory format (faster on most GPUs).
+        channels_last: run in channels_last memory format (off by default: slower for this
+            network on an H100 in most rows of docs/benchmarks.md).
         compile: ``torch.compile`` the network.
         style: name used in output file names.
     """
@@ -92,7 +90,7 @@ class Stylizer:
         self.precision = precision or default_precision(self.device)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
-        self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
+        self.channels_last = bool(channels_last)
         self.style, self.info = style, dict(info or {})
         self.net = net.eval().requires_grad_(False).to(self.device)
         if self.channels_last:
@@ -110,6 +108,23 @@ class Stylizer:
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network on a batch already on the device, in the chosen precision and format."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            return self._forward(x).float()
+
+    @staticmethod
+    def finish(stylized: torch.Tensor, content: torch.Tensor, strength: float = 1.0, keep_color: bool = False) -> torch.Tensor:
+        """Apply ``keep_color`` and ``strength`` to a stylized batch (both (B, 3, H, W))."""
+        content = content.to(stylized.device, torch.float32)
+        if keep_color:
+            stylized = preserve_color(stylized, content)
+        if strength < 1.0:
+            stylized = torch.lerp(content, stylized, strength)
+        return stylized
 
     @torch.inference_mode()
     def stylize_tensor(self, images: torch.Tensor, strength: float = 1.0, keep_color: bool = False) -> torch.Tensor:
@@ -132,18 +147,49 @@ class Stylizer:
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         x = images.to(self.device, torch.float32, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            y = self._forward(x)
-        y = y.float()
-        if keep_color:
-            y = preserve_color(y, x)
-        if strength < 1.0:
-            y = torch.lerp(x, y, strength)
+        y = self.finish(self.forward(x), x, strength, keep_color)
         return y.contiguous().to(images.device)
 
     def stylize(self, image: Image.Image, strength: float = 1.0, keep_color: bool = False) -> Image.Image:
         """Stylize one PIL image; returns an RGB image of the same size."""
         tensor = pil_to_tensor(image.convert("RGB")).unsqueeze(0)  # (1, 3, H, W)
         return tensor_to_pil(self.stylize_tensor(tensor, strength=strength, keep_color=keep_color))
+
+
+class OnnxStylizer(Stylizer):
+    """Runs an exported ``.onnx`` network with ONNX Runtime (CPU), same interface as :class:`Stylizer`."""
+
+    def __init__(self, path: str | Path, style: str | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("running .onnx files needs onnxruntime: pip install 'fastnst[onnx]'") from None
+        self.device, self.precision, self.channels_last = torch.device("cpu"), "fp32", False
+        self.style, self.info, self.net = style or Path(path).stem, {}, None
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes
+            raise ValueError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        self._forward = self._run
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % 4, -w % 4
+        if pad_h or pad_w:
+            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > 4 else "replicate")
+        (y,) = self.session.run(None, {"images": x.detach().cpu().float().numpy()})
+        return torch.from_numpy(y)[..., :h, :w]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x)
+
+
+def load_stylizer(path: str | Path, **kwargs) -> Stylizer:
+    """A :class:`Stylizer` for a ``.safetensors``/``.ckpt`` file, or an :class:`OnnxStylizer` for ``.onnx``."""
+    if str(path).lower().endswith(".onnx"):
+        if not Path(path).is_file():
+            from fastnst.checkpoint import CheckpointError
+
+            raise CheckpointError(f"{path}: ONNX file not found")
+        return OnnxStylizer(path)
+    return Stylizer.from_checkpoint(path, **kwargs)

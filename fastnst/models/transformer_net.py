@@ -51,13 +51,36 @@ class TransformerNetConfig:
         return cls(**data)
 
 
+class InstanceNorm(nn.InstanceNorm2d):
+    """Affine instance norm whose statistics can be fixed from outside.
+
+    With ``stats = (mean, var)`` of shape (B, C, 1, 1) it normalises with those
+    instead of the input's own; tiled inference uses this to give every tile
+    the whole image's statistics. ``observer`` (if set) sees every input.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(channels, affine=True)
+        self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.observer = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.observer is not None:
+            self.observer(self, x)
+        if self.stats is None:
+            return super().forward(x)
+        mean, var = self.stats
+        scale = self.weight.view(1, -1, 1, 1) * torch.rsqrt(var.to(x.dtype) + self.eps)
+        return (x - mean.to(x.dtype)) * scale + self.bias.view(1, -1, 1, 1)
+
+
 class ConvLayer(nn.Sequential):
     """Reflection pad, convolution, then optional instance norm and ReLU."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True):
         layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(c_in, c_out, kernel, stride)]
         if norm:
-            layers.append(nn.InstanceNorm2d(c_out, affine=True))
+            layers.append(InstanceNorm(c_out))
         if relu:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
@@ -119,13 +142,16 @@ class TransformerNet(nn.Module):
             ConvLayer(c1, 3, 9, norm=False, relu=False),
         )
 
+    def forward_aligned(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward for H and W that are multiples of 4 (no padding; used by exports)."""
+        return torch.sigmoid(self.decoder(self.residuals(self.encoder(x))))  # (B, 3, H, W)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]  # (B, 3, H, W)
         pad_h, pad_w = -h % 4, -w % 4
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > 4 else "replicate")
-        y = self.decoder(self.residuals(self.encoder(x)))  # (B, 3, H', W') logits
-        return torch.sigmoid(y[..., :h, :w])
+        return self.forward_aligned(x)[..., :h, :w]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,311 @@
+"""The ``fastnst`` command: stylize, info, export.
+
+    fastnst stylize --ckpt checkpoints/starry_night.safetensors photo.jpg more/ "shots/*.png" -o out/
+    fastnst info --ckpt checkpoints/starry_night.safetensors
+    fastnst export --ckpt checkpoints/starry_night.safetensors --format onnx -o starry_night.onnx
+
+Light by design: torch, safetensors, Pillow and rich only (no Lightning, Hydra
+or TensorBoard).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastnst.io import IMAGE_EXTENSIONS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def fail(message: str) -> int:
+    print(f"fastnst: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+@dataclass
+class Job:
+    """One input image and where its result goes."""
+
+    source: Path
+    target: Path
+
+
+def expand_inputs(inputs: Iterable[str]) -> tuple[list[tuple[Path, Path | None]], list[str]]:
+    """Files, folders (recursive) and globs to (file, folder it came from) pairs, plus problems."""
+    found: list[tuple[Path, Path | None]] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+
+    def add(path: Path, base: Path | None) -> None:
+        real = os.path.realpath(path)
+        if real in seen:
+            problems.append(f"{path}: given more than once; stylized once")
+            return
+        seen.add(real)
+        found.append((path, base))
+
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                problems.append(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            for file in files:
+                add(file, path)
+        elif path.is_file():
+            add(path, None)
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(item), recursive=True) if Path(p).is_file())
+            if not matches:
+                problems.append(f"{item}: no file matches this pattern")
+            for match in matches:
+                add(match, None)
+        else:
+            problems.append(f"{path}: no such file or folder")
+    return found, problems
+
+
+def plan_jobs(
+    inputs: list[tuple[Path, Path | None]], style: str, output_dir: Path, output: Path | None
+) -> tuple[list[Job], list[str]]:
+    """Decide every output path; refuse any that would overwrite an input."""
+    jobs, problems = [], []
+    input_paths = {os.path.realpath(p) for p, _ in inputs}
+    for source, base in inputs:
+        if output is not None:
+            target = output
+        else:
+            relative = source.parent.relative_to(base) if base is not None else Path()
+            target = output_dir / relative / f"{source.stem}_{style}{source.suffix.lower()}"
+        if os.path.realpath(target) in input_paths:
+            problems.append(f"{source}: output {target} would overwrite an input; choose another -o/--output")
+            continue
+        jobs.append(Job(source, target))
+    return jobs, problems
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: auto")
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16", "fp16"], help="default: bf16 on recent GPUs, fp16 on MPS, fp32 on CPU"
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many images)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastnst", description="Fast feed-forward neural style transfer.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    st = sub.add_parser("stylize", help="stylize images with a trained network")
+    st.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
+    st.add_argument("--ckpt", required=True, help=".safetensors export, Lightning .ckpt or .onnx file")
+    st.add_argument("-o", "--output-dir", default="outputs", help="where <stem>_<style>.<ext> go (default: outputs/)")
+    st.add_argument("--output", help="output file, for a single input")
+    size = st.add_mutually_exclusive_group()
+    size.add_argument("--size", type=int, help="resize so the long side is PX before stylizing")
+    size.add_argument("--scale", type=float, help="resize by this factor before stylizing")
+    st.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images)")
+    st.add_argument("--tile", type=int, help="stylize in PX tiles with whole-image statistics (huge images)")
+    st.add_argument("--preserve-color", action="store_true", help="keep the photo's colours, transfer luminance")
+    st.add_argument("--strength", type=float, default=1.0, help="amount of style in [0, 1] (0: the photo)")
+    st.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
+    st.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_options(st)
+
+    info = sub.add_parser("info", help="describe a checkpoint")
+    info.add_argument("--ckpt", required=True)
+
+    ex = sub.add_parser("export", help="export a network to safetensors, ONNX or TorchScript")
+    ex.add_argument("--ckpt", required=True)
+    ex.add_argument("--format", required=True, choices=["safetensors", "onnx", "torchscript"])
+    ex.add_argument("-o", "--output", required=True, help="destination file")
+    ex.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def target_size(width: int, height: int, size: int | None, scale: float | None) -> tuple[int, int]:
+    """Output (width, height): the input's, or resized by --size (long side) / --scale."""
+    if size:
+        factor = size / max(width, height)
+    elif scale:
+        factor = scale
+    else:
+        return width, height
+    return max(4, round(width * factor)), max(4, round(height * factor))
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    from PIL import Image
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from fastnst.checkpoint import CheckpointError
+    from fastnst.inference import load_stylizer
+    from fastnst.io import ImageReadError, pil_to_tensor, read_image, save_image, tensor_to_pil
+    from fastnst.tiling import stylize_tiled
+
+    if not 0.0 <= args.strength <= 1.0:
+        return fail(f"--strength {args.strength}: must be between 0 and 1")
+    if args.size is not None and args.size < 4 or args.scale is not None and args.scale <= 0:
+        return fail("--size must be >= 4 px and --scale > 0")
+    if args.batch_size < 1 or (args.tile is not None and args.tile < 16):
+        return fail("--batch-size must be >= 1 and --tile >= 16 px")
+    inputs, problems = expand_inputs(args.inputs)
+    output = Path(args.output).expanduser() if args.output else None
+    if output is not None and len(inputs) > 1:
+        return fail(f"--output names one file but {len(inputs)} inputs were given; use -o/--output-dir")
+    try:
+        stylizer = load_stylizer(args.ckpt, device=args.device, precision=args.precision, compile=args.compile)
+    except (CheckpointError, ValueError, RuntimeError) as exc:
+        return fail(str(exc))
+    jobs, more = plan_jobs(inputs, stylizer.style, Path(args.output_dir).expanduser(), output)
+    problems += more
+    failures = [p for p in problems if "given more than once" not in p]
+    for problem in problems:
+        print(f"fastnst: {problem}", file=sys.stderr)
+
+    done, kept, pixels, busy = 0, 0, 0, 0.0
+    todo = []
+    for job in jobs:
+        if job.target.exists() and not args.overwrite:
+            print(f"fastnst: {job.target} exists; kept (use --overwrite to replace)", file=sys.stderr)
+            kept += 1
+        else:
+            todo.append(job)
+
+    def write(job: Job, image: Image.Image) -> None:
+        nonlocal done
+        try:
+            job.target.parent.mkdir(parents=True, exist_ok=True)
+            save_image(image, job.target)
+            done += 1
+        except OSError as exc:
+            failures.append(f"{job.target}: cannot write ({exc.strerror or exc})")
+            print(f"fastnst: {failures[-1]}", file=sys.stderr)
+
+    progress = Progress(
+        TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[name]}"), disable=args.quiet or len(todo) < 2, transient=False,
+    )
+    started = time.perf_counter()
+    try:
+        with progress:
+            task = progress.add_task("stylize", total=len(todo), name="")
+            batch: list[tuple[Job, object]] = []
+
+            def flush() -> None:
+                nonlocal pixels, busy
+                if not batch:
+                    return
+                import torch
+
+                x = torch.stack([t for _, t in batch])  # (B, 3, H, W)
+                t0 = time.perf_counter()
+                if args.tile:
+                    y = stylize_tiled(stylizer.net, x, tile=args.tile, forward=stylizer.forward, device=stylizer.device)
+                    y = stylizer.finish(y, x, strength=args.strength, keep_color=args.preserve_color)
+                else:
+                    y = stylizer.stylize_tensor(x, strength=args.strength, keep_color=args.preserve_color)
+                busy += time.perf_counter() - t0
+                pixels += x.shape[0] * x.shape[-1] * x.shape[-2]
+                for (job, _), out in zip(batch, y):
+                    write(job, tensor_to_pil(out))
+                    progress.advance(task)
+                batch.clear()
+
+            for job in todo:
+                progress.update(task, name=job.source.name)
+                try:
+                    image = read_image(job.source)
+                except ImageReadError as exc:
+                    failures.append(str(exc))
+                    progress.console.print(f"fastnst: {exc}", style="red", highlight=False)
+                    progress.advance(task)
+                    continue
+                size = target_size(*image.size, args.size, args.scale)
+                if size != image.size:
+                    image = image.resize(size, Image.Resampling.LANCZOS)
+                tensor = pil_to_tensor(image)
+                if batch and batch[0][1].shape != tensor.shape:
+                    flush()
+                batch.append((job, tensor))
+                if len(batch) >= args.batch_size:
+                    flush()
+            flush()
+    except KeyboardInterrupt:
+        print(f"\nfastnst: interrupted; {done} images written, no partial files left", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    wall = time.perf_counter() - started
+    if done:
+        print(
+            f"stylized {done} image{'s' * (done != 1)} with '{stylizer.style}' on {stylizer.device.type} "
+            f"({stylizer.precision}): {1000 * busy / done:.1f} ms/image in the network, "
+            f"{pixels / 1e6 / max(busy, 1e-9):.2f} MP/s; {wall:.1f} s in all; "
+            f"output in {output or Path(args.output_dir)}"
+        )
+    if kept:
+        print(f"kept {kept} existing output{'s' * (kept != 1)}")
+    if failures:
+        print(f"{len(failures)} failed", file=sys.stderr)
+        return EXIT_FAILED
+    if not done and not kept:
+        print("nothing to stylize", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from fastnst.checkpoint import CheckpointError, load_network
+
+    try:
+        loaded = load_network(args.ckpt)
+    except CheckpointError as exc:
+        return fail(str(exc))
+    cfg = loaded.net.config
+    rows = {
+        "file": str(loaded.path),
+        "style": loaded.style,
+        "architecture": f"TransformerNet width={cfg.width} channels={'-'.join(map(str, cfg.channels()))} "
+        f"residual_blocks={cfg.num_residual_blocks}",
+        "parameters": f"{loaded.net.num_parameters():,}",
+        "training steps": loaded.info.get("steps", "unknown"),
+        "style image": loaded.info.get("style_image", "unknown"),
+    }
+    for key in ("image_size", "loss"):
+        if key in loaded.info:
+            rows[key.replace("_", " ")] = loaded.info[key]
+    width = max(map(len, rows))
+    for key, value in rows.items():
+        print(f"{key:<{width}}  {value}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fastnst.checkpoint import CheckpointError
+    from fastnst.export import export_network
+
+    target = Path(args.output).expanduser()
+    if target.exists() and not args.overwrite:
+        return fail(f"{target} exists; use --overwrite to replace it")
+    try:
+        report = export_network(args.ckpt, target, args.format)
+    except (CheckpointError, ImportError, ValueError) as exc:
+        return fail(str(exc))
+    print(report)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {"stylize": cmd_stylize, "info": cmd_info, "export": cmd_export}
+    return commands[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

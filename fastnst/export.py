@@ -1,0 +1,76 @@
+"""Export a trained network to safetensors, ONNX or TorchScript.
+
+ONNX and TorchScript exports take (B, 3, H, W) RGB in [0, 1] with H and W
+multiples of 4 (dynamic otherwise); :class:`fastnst.inference.OnnxStylizer`
+pads and crops for you.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fastnst.checkpoint import load_network, save_network
+from fastnst.io import atomic_path
+from fastnst.models.transformer_net import TransformerNet
+
+
+class AlignedNet(nn.Module):
+    """The network without its shape-dependent padding (traceable, for ONNX/TorchScript)."""
+
+    def __init__(self, net: TransformerNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_aligned(images)
+
+
+def export_onnx(net: TransformerNet, path: Path, opset: int = 17) -> None:
+    """ONNX with dynamic batch, height and width (onnx package needed for export only)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ImportError("ONNX export needs the onnx package: pip install 'fastnst[onnx]'") from None
+    example = torch.rand(1, 3, 64, 64)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            AlignedNet(net).eval(),
+            (example,),
+            str(tmp),
+            input_names=["images"],
+            output_names=["stylized"],
+            dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "stylized": {0: "batch", 2: "height", 3: "width"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+def export_torchscript(net: TransformerNet, path: Path) -> None:
+    """A traced TorchScript module (``torch.jit.load`` runs it without fastnst)."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(AlignedNet(net).eval(), torch.rand(1, 3, 64, 64))
+    with atomic_path(path) as tmp:
+        traced.save(str(tmp))
+
+
+def export_network(ckpt: str | Path, target: str | Path, fmt: str) -> str:
+    """Export ``ckpt`` to ``target`` in ``fmt``; returns a one-line report."""
+    loaded = load_network(ckpt)
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    net = loaded.net.float().eval()
+    if fmt == "safetensors":
+        save_network(net, target, loaded.info)
+    elif fmt == "onnx":
+        export_onnx(net, target)
+    elif fmt == "torchscript":
+        export_torchscript(net, target)
+    else:
+        raise ValueError(f"unknown export format {fmt!r}; use safetensors, onnx or torchscript")
+    return f"exported '{loaded.style}' to {target} ({fmt}, {target.stat().st_size / 1e6:.1f} MB)"

