@@ -143,6 +143,7 @@ def target_size(width: int, height: int, size: int | None, scale: float | None) 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     from PIL import Image
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from fastnst.checkpoint import CheckpointError
@@ -152,7 +153,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.strength <= 1.0:
         return fail(f"--strength {args.strength}: must be between 0 and 1")
-    if args.size is not None and args.size < 4 or args.scale is not None and args.scale <= 0:
+    if (args.size is not None and args.size < 4) or (args.scale is not None and args.scale <= 0):
         return fail("--size must be >= 4 px and --scale > 0")
     if args.batch_size < 1 or (args.tile is not None and args.tile < 16):
         return fail("--batch-size must be >= 1 and --tile >= 16 px")
@@ -190,8 +191,14 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             print(f"fastnst: {failures[-1]}", file=sys.stderr)
 
     progress = Progress(
-        TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[name]}"), disable=args.quiet or len(todo) < 2, transient=False,
+        TextColumn("[bold]stylize"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[name]}"),
+        disable=args.quiet or len(todo) < 2,
+        transient=False,
+        console=Console(stderr=True),
     )
     started = time.perf_counter()
     try:
@@ -225,7 +232,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                     image = read_image(job.source)
                 except ImageReadError as exc:
                     failures.append(str(exc))
-                    progress.console.print(f"fastnst: {exc}", style="red", highlight=False)
+                    progress.console.print(f"fastnst: {exc}", style="red", highlight=False, soft_wrap=True)
                     progress.advance(task)
                     continue
                 size = target_size(*image.size, args.size, args.scale)

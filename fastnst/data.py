@@ -111,7 +111,7 @@ class ImageFolderDataset(Dataset):
                 return {"image": self.load(path, rng), "skipped": skipped}
             except ImageReadError as exc:
                 skipped.append(str(exc))
-            except Exception as exc:  # noqa: BLE001 - a bad file must never stop training
+            except Exception as exc:
                 skipped.append(f"{path}: {exc.__class__.__name__}: {exc}")
             if attempt >= 16:
                 break

@@ -44,7 +44,10 @@ def export_onnx(net: TransformerNet, path: Path, opset: int = 17) -> None:
             str(tmp),
             input_names=["images"],
             output_names=["stylized"],
-            dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "stylized": {0: "batch", 2: "height", 3: "width"}},
+            dynamic_axes={
+                "images": {0: "batch", 2: "height", 3: "width"},
+                "stylized": {0: "batch", 2: "height", 3: "width"},
+            },
             opset_version=opset,
             dynamo=False,
         )

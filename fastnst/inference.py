@@ -1,8 +1,8 @@
 """Stylize images with a trained network: torch, safetensors and Pillow only.
 
-    from fastnst import Stylizer
-    stylizer = Stylizer.from_checkpoint("checkpoints/starry_night.safetensors")
-    stylizer.stylize(Image.open("photo.jpg")).save("out.jpg")
+from fastnst import Stylizer
+stylizer = Stylizer.from_checkpoint("checkpoints/starry_night.safetensors")
+stylizer.stylize(Image.open("photo.jpg")).save("out.jpg")
 """
 
 from __future__ import annotations
@@ -117,7 +117,9 @@ class Stylizer:
             return self._forward(x).float()
 
     @staticmethod
-    def finish(stylized: torch.Tensor, content: torch.Tensor, strength: float = 1.0, keep_color: bool = False) -> torch.Tensor:
+    def finish(
+        stylized: torch.Tensor, content: torch.Tensor, strength: float = 1.0, keep_color: bool = False
+    ) -> torch.Tensor:
         """Apply ``keep_color`` and ``strength`` to a stylized batch (both (B, 3, H, W))."""
         content = content.to(stylized.device, torch.float32)
         if keep_color:
@@ -168,7 +170,7 @@ class OnnxStylizer(Stylizer):
         self.style, self.info, self.net = style or Path(path).stem, {}, None
         try:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes
+        except Exception as exc:
             raise ValueError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
         self._forward = self._run
 

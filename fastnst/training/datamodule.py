@@ -58,13 +58,23 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def _loader_options(self) -> dict:
         workers = self.num_workers
-        options = {"num_workers": workers, "collate_fn": collate, "pin_memory": self.pin_memory and torch.cuda.is_available()}
+        options = {
+            "num_workers": workers,
+            "collate_fn": collate,
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),
+        }
         if workers > 0:
             options |= {"persistent_workers": self.persistent_workers, "prefetch_factor": self.prefetch_factor}
         return options
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=len(self.train_set) >= self.batch_size, **self._loader_options())
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(self.train_set) >= self.batch_size,
+            **self._loader_options(),
+        )
 
     def val_images(self) -> torch.Tensor:
         """The fixed validation crops, (N, 3, S, S)."""

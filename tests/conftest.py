@@ -1,0 +1,115 @@
+"""Shared fixtures: tiny images, a tiny network, and composed Hydra configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+TINY_NET = {"width": 0.25, "num_residual_blocks": 1}
+
+
+def load_script(name: str):
+    """Import scripts/<name>.py as a module (scripts are not part of the package)."""
+    spec = importlib.util.spec_from_file_location(f"fastnst_scripts_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_photo(path: Path, size=(48, 40), seed: int = 0, mode: str = "RGB") -> Path:
+    """A smooth random colour image (not flat, not noise) saved at ``path``."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    channels = [
+        np.sin(6 * xx * rng.uniform(0.5, 2) + rng.uniform(0, 6)) + np.cos(5 * yy * rng.uniform(0.5, 2))
+        for _ in range(3)
+    ]
+    array = ((np.stack(channels, -1) + 2) / 4 * 255).clip(0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, "RGB").convert(mode).save(path)
+    return path
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    """Six small photos, two in a subfolder, mixed extensions."""
+    root = tmp_path / "photos"
+    for i in range(4):
+        write_photo(root / f"img{i}.jpg", seed=i)
+    write_photo(root / "sub" / "img4.PNG", seed=4)
+    write_photo(root / "sub" / "img5.jpeg", seed=5)
+    return root
+
+
+@pytest.fixture
+def style_path(tmp_path: Path) -> Path:
+    return write_photo(tmp_path / "style.png", size=(64, 64), seed=99)
+
+
+@pytest.fixture
+def tiny_net():
+    from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig
+
+    torch.manual_seed(0)
+    return TransformerNet(TransformerNetConfig(**TINY_NET)).eval()
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path: Path, tiny_net) -> Path:
+    from fastnst.checkpoint import save_network
+
+    return save_network(tiny_net, tmp_path / "ckpt" / "tiny.safetensors", {"style": "tiny", "steps": 7})
+
+
+@pytest.fixture
+def train_cfg(tmp_path: Path, photo_dir: Path, style_path: Path):
+    """Compose the real configs with a tiny, fast setup; yields a function taking extra overrides."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    load_script("train")  # registers the fastnst_root resolver
+
+    def make(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            return compose(
+                "train",
+                overrides=[
+                    "style=custom",
+                    f"style.image={style_path}",
+                    "style.name=tiny",
+                    "style.size=64",
+                    f"data.root={photo_dir}",
+                    "data.image_size=32",
+                    "data.batch_size=2",
+                    "data.num_workers=0",
+                    "data.num_val_images=2",
+                    "model.width=0.25",
+                    "model.num_residual_blocks=1",
+                    "loss.vgg.weights=random",
+                    "loss.vgg.channel_scale=0.125",
+                    "trainer=cpu",
+                    "trainer.max_steps=2",
+                    "trainer.log_every_n_steps=1",
+                    "trainer.enable_model_summary=false",
+                    "~callbacks.progress_bar",
+                    "trainer.enable_progress_bar=false",
+                    f"paths.output_dir={tmp_path / 'run'}",
+                    f"paths.log_dir={tmp_path / 'logs'}",
+                    f"paths.export_dir={tmp_path / 'export'}",
+                    *overrides,
+                ],
+            )
+
+    yield make
+    GlobalHydra.instance().clear()

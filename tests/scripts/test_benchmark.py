@@ -1,0 +1,22 @@
+from conftest import load_script
+
+
+def test_quick_benchmark_prints_tables_and_json(tmp_path, capsys):
+    bench = load_script("benchmark")
+    out_json = tmp_path / "bench.json"
+    results = bench.main(["--quick", "--device", "cpu", "--json", str(out_json), "--data-root", str(tmp_path / "none")])
+    printed = capsys.readouterr().out
+    assert "## Inference" in printed and "## Training step" in printed
+    assert out_json.is_file()
+    rows = results["inference"]
+    assert rows and all(r["ms_per_image"] > 0 and r["gflop_per_image"] > 0 for r in rows)
+    assert rows[0]["speedup"] == 1.0  # the fp32 eager baseline row
+    assert {r["variant"] for r in results["training"]} >= {"fp32 eager", "bf16 + channels_last"}
+
+
+def test_flop_count_matches_the_paper_network():
+    bench = load_script("benchmark")
+    from fastnst.models.transformer_net import TransformerNet
+
+    gflop = bench.count_flops(TransformerNet(), 256, 256) / 1e9
+    assert 19 < gflop < 22  # about 20 GFLOP at 256 x 256

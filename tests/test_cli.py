@@ -1,0 +1,138 @@
+import pytest
+import torch
+from conftest import write_photo
+from PIL import Image
+
+from fastnst.cli import main
+from fastnst.inference import Stylizer
+from fastnst.io import pil_to_tensor
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_files_folders_and_globs(tmp_path, photo_dir, tiny_ckpt, capsys):
+    single = write_photo(tmp_path / "single.png")
+    out_dir = tmp_path / "out"
+    code, out, err = run(
+        capsys,
+        "stylize",
+        "--ckpt",
+        tiny_ckpt,
+        single,
+        photo_dir / "sub",
+        f"{photo_dir}/img[01].jpg",
+        "-o",
+        out_dir,
+        "--quiet",
+    )
+    assert code == 0, err
+    names = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
+    assert names == ["img0_tiny.jpg", "img1_tiny.jpg", "img4_tiny.png", "img5_tiny.jpeg", "single_tiny.png"]
+    assert Image.open(out_dir / "single_tiny.png").size == Image.open(single).size
+    assert "stylized 5 images" in out and "ms/image" in out and "MP/s" in out
+    assert not list(out_dir.glob(".*tmp*"))
+
+
+def test_output_matches_api(tmp_path, tiny_ckpt, capsys):
+    photo = write_photo(tmp_path / "p.png", size=(40, 30))
+    code, _, _ = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "--output", tmp_path / "o.png")
+    assert code == 0
+    expected = Stylizer.from_checkpoint(tiny_ckpt, device="cpu").stylize(Image.open(photo))
+    got = Image.open(tmp_path / "o.png")
+    assert (pil_to_tensor(got) - pil_to_tensor(expected)).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_size_and_scale(tmp_path, tiny_ckpt, capsys):
+    photo = write_photo(tmp_path / "p.png", size=(80, 40))
+    run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "--output", tmp_path / "a.png", "--size", 40)
+    run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "--output", tmp_path / "b.png", "--scale", 0.25)
+    assert Image.open(tmp_path / "a.png").size == (40, 20)
+    assert Image.open(tmp_path / "b.png").size == (20, 10)
+
+
+def test_existing_output_kept_unless_overwrite(tmp_path, tiny_ckpt, capsys):
+    photo = write_photo(tmp_path / "p.png")
+    target = tmp_path / "out" / "p_tiny.png"
+    target.parent.mkdir()
+    target.write_bytes(b"precious")
+    code, out, err = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "-o", tmp_path / "out")
+    assert code == 0 and target.read_bytes() == b"precious" and "--overwrite" in err
+    code, _, _ = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "-o", tmp_path / "out", "--overwrite")
+    assert code == 0 and Image.open(target).size == (48, 40)
+
+
+def test_bad_input_named_others_done_exit_code(tmp_path, tiny_ckpt, capsys):
+    good = write_photo(tmp_path / "in" / "good.png")
+    (tmp_path / "in" / "bad.png").write_text("not an image")
+    code, out, err = run(
+        capsys,
+        "stylize",
+        "--ckpt",
+        tiny_ckpt,
+        tmp_path / "in",
+        tmp_path / "missing.jpg",
+        "-o",
+        tmp_path / "out",
+        "--quiet",
+    )
+    assert code == 1
+    assert "bad.png" in err and "missing.jpg" in err
+    assert (tmp_path / "out" / "good_tiny.png").exists() and good.exists()
+
+
+def test_never_overwrites_an_input(tmp_path, tiny_ckpt, capsys):
+    photo = write_photo(tmp_path / "p.png")
+    before = photo.read_bytes()
+    code, _, err = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "--output", photo)
+    assert code == 1 and "overwrite an input" in err and photo.read_bytes() == before
+
+
+def test_tile_option_agrees_with_whole_image(tmp_path, tiny_ckpt, capsys):
+    photo = write_photo(tmp_path / "p.png", size=(150, 110))
+    run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "--output", tmp_path / "whole.png")
+    run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "--output", tmp_path / "tiled.png", "--tile", 48)
+    a, b = pil_to_tensor(Image.open(tmp_path / "whole.png")), pil_to_tensor(Image.open(tmp_path / "tiled.png"))
+    assert (a - b).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_bad_checkpoint_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 10)
+    code, _, err = run(capsys, "stylize", "--ckpt", bad, tmp_path, "-o", tmp_path / "o")
+    assert code == 2 and err.count("\n") == 1 and "bad.safetensors" in err
+
+
+def test_info(tiny_ckpt, capsys):
+    code, out, _ = run(capsys, "info", "--ckpt", tiny_ckpt)
+    assert code == 0
+    assert "tiny" in out and "width=0.25" in out and "residual_blocks=1" in out and "7" in out
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "onnx"])
+def test_export_formats_match_pytorch(tmp_path, tiny_ckpt, capsys, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime", reason="onnxruntime is an optional extra: pip install 'fastnst[onnx]'")
+    target = tmp_path / f"net.{ {'torchscript': 'pt'}.get(fmt, fmt) }"
+    code, out, err = run(capsys, "export", "--ckpt", tiny_ckpt, "--format", fmt, "-o", target)
+    assert code == 0, err
+    x = torch.rand(2, 3, 36, 52)
+    reference = Stylizer.from_checkpoint(tiny_ckpt, device="cpu").stylize_tensor(x)
+    if fmt == "safetensors":
+        got = Stylizer.from_checkpoint(target, device="cpu").stylize_tensor(x)
+    elif fmt == "torchscript":
+        got = torch.jit.load(str(target))(x)
+    else:
+        from fastnst.inference import load_stylizer
+
+        got = load_stylizer(target).stylize_tensor(torch.rand(1, 3, 37, 45))  # odd size: padded for ONNX
+        assert got.shape == (1, 3, 37, 45)
+        got = load_stylizer(target).stylize_tensor(x)
+    max_diff = (got - reference).abs().max().item()
+    print(f"{fmt}: max abs difference vs PyTorch {max_diff:.2e}")
+    assert max_diff < 1e-4
+    code, _, err = run(capsys, "export", "--ckpt", tiny_ckpt, "--format", fmt, "-o", target)
+    assert code == 2 and "exists" in err

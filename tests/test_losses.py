@@ -1,0 +1,68 @@
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+from fastnst.losses import PerceptualLoss, content_loss, gram_matrix, style_loss, tv_loss
+from fastnst.models.vgg import VGGFeatures
+
+
+def test_gram_normalisation():
+    features = torch.ones(2, 3, 4, 5)
+    gram = gram_matrix(features)
+    assert gram.shape == (2, 3, 3)
+    assert torch.allclose(gram, torch.full((2, 3, 3), 20 / 60))  # sum over H W of 1*1 / (C H W)
+
+
+def test_gram_is_float32_from_bf16():
+    features = torch.randn(1, 8, 6, 6)
+    gram = gram_matrix(features.bfloat16())
+    assert gram.dtype == torch.float32
+    assert torch.allclose(gram, gram_matrix(features), rtol=2e-2, atol=2e-2)
+
+
+def test_gradcheck_gram_content_style_tv():
+    torch.manual_seed(0)
+    f = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(1, 3, 4, 4, dtype=torch.float64)
+    grams = {"a": gram_matrix(torch.randn(1, 3, 4, 4, dtype=torch.float64))}
+    assert gradcheck(gram_matrix, (f,))
+    assert gradcheck(lambda x: content_loss(x, target), (f,))
+    assert gradcheck(lambda x: style_loss({"a": x}, grams, {"a": 0.7}), (f,))
+    assert gradcheck(tv_loss, (f,))
+
+
+def test_losses_vanish_at_their_targets():
+    x = torch.rand(2, 4, 5, 5)
+    assert content_loss(x, x) == 0
+    assert style_loss({"a": x}, {"a": gram_matrix(x)}) == 0
+    assert tv_loss(torch.full((1, 3, 8, 8), 0.3)) == 0
+    assert tv_loss(torch.rand(1, 3, 8, 8)) > 0
+
+
+def test_style_loss_layer_weights():
+    x, y = torch.rand(1, 2, 3, 3), torch.rand(1, 2, 3, 3)
+    grams = {"a": gram_matrix(y), "b": gram_matrix(y * 2)}
+    feats = {"a": x, "b": x}
+    separate = style_loss(feats, {"a": grams["a"]}) * 2 + style_loss(feats, {"b": grams["b"]}) * 0.5
+    assert torch.allclose(style_loss(feats, grams, {"a": 2.0, "b": 0.5}), separate)
+
+
+def test_perceptual_loss_module_equals_functions():
+    torch.manual_seed(0)
+    vgg = VGGFeatures(["relu1_2", "relu2_2"], weights="random", channel_scale=0.125)
+    style = torch.rand(1, 3, 24, 24)
+    module = PerceptualLoss(vgg, style, ["relu2_2"], {"relu1_2": 1.0, "relu2_2": 0.5}, 2.0, 3.0, 4.0)
+    out, content = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    terms = module(out, content)
+    f_out, f_content, f_style = vgg(out), vgg(content), vgg(style)
+    grams = {k: gram_matrix(f_style[k]) for k in ("relu1_2", "relu2_2")}
+    assert torch.allclose(terms["content_loss"], 2.0 * content_loss(f_out["relu2_2"], f_content["relu2_2"]))
+    assert torch.allclose(terms["style_loss"], 3.0 * style_loss(f_out, grams, {"relu1_2": 1.0, "relu2_2": 0.5}))
+    assert torch.allclose(terms["tv_loss"], 4.0 * tv_loss(out))
+    assert torch.allclose(terms["loss"], terms["content_loss"] + terms["style_loss"] + terms["tv_loss"])
+
+
+def test_perceptual_loss_needs_a_style_layer():
+    vgg = VGGFeatures(["relu1_2"], weights="random", channel_scale=0.125)
+    with pytest.raises(ValueError):
+        PerceptualLoss(vgg, torch.rand(1, 3, 8, 8), ["relu1_2"], {})(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))

@@ -1,0 +1,166 @@
+"""Real train() runs through the composed Hydra configs (tiny network, tiny random VGG)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, load_script
+from omegaconf import OmegaConf
+
+train_script = load_script("train")
+LOSS_TAGS = {"train/content_loss", "train/style_loss", "train/tv_loss", "train/loss"}
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = sorted(run_dir.rglob("events.out.tfevents.*"))
+    assert events, f"no TensorBoard events under {run_dir}"
+    out: dict[str, list] = {}
+    for path in events:
+        acc = EventAccumulator(str(path))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return out
+
+
+def test_two_step_train_writes_checkpoint_export_and_events(train_cfg, tmp_path):
+    cfg = train_cfg("callbacks.style_samples.every_n_steps=1")
+    result = train_script.train(cfg)
+    assert result["steps"] == 2
+    assert (Path(result["checkpoint_dir"]) / "last.ckpt").is_file()
+    export = Path(result["export_path"])
+    assert export == tmp_path / "export" / "tiny.safetensors"
+    from fastnst.checkpoint import load_network
+
+    loaded = load_network(export)
+    assert loaded.info["steps"] == 2 and loaded.net.config.width == 0.25
+    assert load_network(Path(result["checkpoint_dir"]) / "last.ckpt").style == "tiny"
+    tags = scalars(tmp_path / "run")
+    assert LOSS_TAGS <= set(tags)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(next((tmp_path / "run").rglob("events.out.tfevents.*"))))
+    acc.Reload()
+    assert "samples" in acc.Tags()["images"]
+
+
+def test_export_never_overwrites(train_cfg, tmp_path):
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "tiny.safetensors").write_bytes(b"keep me")
+    result = train_script.train(train_cfg("~callbacks.style_samples", "~logger.tensorboard"))
+    assert (tmp_path / "export" / "tiny.safetensors").read_bytes() == b"keep me"
+    assert Path(result["export_path"]).name.startswith("tiny-")
+
+
+def test_style_loss_falls(train_cfg, tmp_path):
+    cfg = train_cfg(
+        "trainer.max_steps=30",
+        "model.lr=0.01",
+        "loss.vgg.weights=caffe_vgg19",
+        "loss.vgg.channel_scale=1.0",
+        "data.image_size=64",
+        "~callbacks.style_samples",
+        "callbacks.model_checkpoint.every_n_train_steps=100",
+    )
+    train_script.train(cfg)
+    style = [v for _, v in sorted(scalars(tmp_path / "run")["train/style_loss"])]
+    assert len(style) >= 25
+    assert sum(style[-5:]) / 5 < 0.7 * sum(style[:5]) / 5
+
+
+def test_resume_continues_step_counter_and_curves(train_cfg, tmp_path):
+    run_dir = tmp_path / "logs" / "tiny" / "first"
+    first = train_cfg(f"paths.output_dir={run_dir}", "callbacks.model_checkpoint.every_n_train_steps=1", "export=false")
+    assert train_script.train(first)["steps"] == 2
+    again = train_cfg(
+        "resume=true", "trainer.max_steps=4", f"paths.output_dir={tmp_path / 'elsewhere'}", "export=false"
+    )
+    result = train_script.train(again)
+    assert result["steps"] == 4
+    assert Path(result["output_dir"]) == run_dir
+    steps = sorted(s for s, _ in scalars(run_dir)["train/loss"])
+    assert steps[0] == 0 and steps[-1] == 3
+
+
+def test_empty_folder_fails_before_training(train_cfg, tmp_path):
+    (tmp_path / "empty").mkdir()
+    from fastnst.data import DataError
+
+    with pytest.raises(DataError, match="empty"):
+        train_script.train(train_cfg(f"data.root={tmp_path / 'empty'}"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_style_image_is_a_config_error(train_cfg, tmp_path):
+    with pytest.raises(train_script.ConfigError, match="style.image=.*not found"):
+        train_script.train(train_cfg(f"style.image={tmp_path / 'nope.jpg'}"))
+
+
+def test_non_finite_loss_names_step_and_cause(train_cfg):
+    from fastnst.training.module import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match="step 0.*learning rate"):
+        train_script.train(train_cfg("style.style_weight=inf", "~callbacks.style_samples"))
+
+
+def test_shipped_style_presets_compose(train_cfg):
+    for style in ("starry_night",):
+        cfg = train_cfg(f"style={style}")
+        OmegaConf.resolve(cfg)
+        assert Path(cfg.style.image).is_file()
+        assert cfg.loss.style_weight == cfg.style.style_weight
+
+
+def run_cli(*args, timeout=300):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def test_unknown_style_lists_available(tmp_path):
+    result = run_cli("style=no_such_style", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "no_such_style" in result.stderr and "starry_night" in result.stderr and "custom" in result.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path, photo_dir, style_path):
+    result = run_cli(
+        "style=custom",
+        f"style.image={style_path}",
+        "style.name=ddp",
+        "style.size=64",
+        f"data.root={photo_dir}",
+        "data.image_size=32",
+        "data.batch_size=1",
+        "data.num_workers=0",
+        "data.num_val_images=1",
+        "model.width=0.25",
+        "model.num_residual_blocks=1",
+        "loss.vgg.weights=random",
+        "loss.vgg.channel_scale=0.125",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_steps=3",
+        "trainer.log_every_n_steps=1",
+        "~callbacks.progress_bar",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.style_samples",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        f"paths.export_dir={tmp_path / 'export'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "export" / "ddp.safetensors").is_file()
+    assert "exported" in result.stdout and "after 3 steps" in result.stdout
