@@ -94,7 +94,9 @@ def plan_jobs(
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: auto")
     parser.add_argument(
-        "--precision", choices=["fp32", "bf16", "fp16"], help="default: bf16 on recent GPUs, fp16 on MPS, fp32 on CPU"
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        help="default: fp16 on GPUs, bf16 on CPUs with native bf16, else fp32",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many images)")
 

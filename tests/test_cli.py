@@ -93,8 +93,20 @@ def test_never_overwrites_an_input(tmp_path, tiny_ckpt, capsys):
 
 def test_tile_option_agrees_with_whole_image(tmp_path, tiny_ckpt, capsys):
     photo = write_photo(tmp_path / "p.png", size=(150, 110))
-    run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "--output", tmp_path / "whole.png")
-    run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "--output", tmp_path / "tiled.png", "--tile", 48)
+    run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "--output", tmp_path / "whole.png", "--precision", "fp32")
+    run(
+        capsys,
+        "stylize",
+        "--ckpt",
+        tiny_ckpt,
+        photo,
+        "--output",
+        tmp_path / "tiled.png",
+        "--tile",
+        48,
+        "--precision",
+        "fp32",
+    )
     a, b = pil_to_tensor(Image.open(tmp_path / "whole.png")), pil_to_tensor(Image.open(tmp_path / "tiled.png"))
     assert (a - b).abs().max() <= 1 / 255 + 1e-6
 
@@ -120,9 +132,9 @@ def test_export_formats_match_pytorch(tmp_path, tiny_ckpt, capsys, fmt):
     code, out, err = run(capsys, "export", "--ckpt", tiny_ckpt, "--format", fmt, "-o", target)
     assert code == 0, err
     x = torch.rand(2, 3, 36, 52)
-    reference = Stylizer.from_checkpoint(tiny_ckpt, device="cpu").stylize_tensor(x)
+    reference = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32").stylize_tensor(x)
     if fmt == "safetensors":
-        got = Stylizer.from_checkpoint(target, device="cpu").stylize_tensor(x)
+        got = Stylizer.from_checkpoint(target, device="cpu", precision="fp32").stylize_tensor(x)
     elif fmt == "torchscript":
         got = torch.jit.load(str(target))(x)
     else:
