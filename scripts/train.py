@@ -102,6 +102,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # fails here, before any model is built, when the folder has no images
     module = build_module(cfg)
+    module.note_skipped(datamodule.val_images()[1])  # unreadable validation photos are reported too
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     exporter = ExportNetwork(cfg.paths.export_dir) if cfg.get("export", True) else None
     if exporter:
@@ -134,6 +135,10 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, DataError, ImageReadError, WeightsError, CheckpointError, NonFiniteLossError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    if result["skipped_files"]:
+        print(f"skipped {len(result['skipped_files'])} unreadable training files:", file=sys.stderr)
+        for reason in result["skipped_files"]:
+            print(f"  {reason}", file=sys.stderr)
     if result["export_path"]:
         print(f"exported {result['export_path']} after {result['steps']} steps")
     print(f"run folder: {result['output_dir']} (tensorboard --logdir {result['output_dir']})")

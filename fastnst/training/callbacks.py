@@ -25,7 +25,10 @@ class StyleSamples(L.Callback):
 
     def _log(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self._images is None:
-            self._images = trainer.datamodule.val_images()[: self.max_images]
+            images, skipped = trainer.datamodule.val_images()
+            self._images = images[: self.max_images]
+            if hasattr(module, "note_skipped"):
+                module.note_skipped(skipped)
         was_training = module.training
         module.eval()
         with torch.no_grad():

@@ -54,7 +54,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         val = files[: self.num_val_images]
         train = files[len(val) :] if len(files) >= 4 * max(1, len(val)) else files
         self.train_set = ImageFolderDataset(train, self.image_size, train=True, draft=self.draft, seed=self.seed)
-        self.val_set = ImageFolderDataset(val, self.image_size, train=False, draft=self.draft)
+        # The other files follow the validation ones so that an unreadable one falls back to a good photo.
+        self.val_set = ImageFolderDataset(files, self.image_size, train=False, draft=self.draft)
+        self.num_val = len(val)
 
     def _loader_options(self) -> dict:
         workers = self.num_workers
@@ -68,14 +70,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         return options
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.train_set,
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=len(self.train_set) >= self.batch_size,
-            **self._loader_options(),
-        )
+        # No drop_last: every file is seen (and any bad one reported) each epoch.
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, **self._loader_options())
 
-    def val_images(self) -> torch.Tensor:
-        """The fixed validation crops, (N, 3, S, S)."""
-        return torch.stack([self.val_set[i]["image"] for i in range(len(self.val_set))])
+    def val_images(self) -> tuple[torch.Tensor, list[str]]:
+        """The fixed validation crops (N, 3, S, S) and the reasons of any files skipped."""
+        batch = collate([self.val_set[i] for i in range(max(1, self.num_val))])
+        return batch["image"], batch["skipped"]

@@ -130,7 +130,7 @@ class StyleTransferModule(L.LightningModule):
         return self._forward(images)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        self._note_skipped(batch.get("skipped", []))
+        self.note_skipped(batch.get("skipped", []))
         content = batch["image"]  # (B, 3, S, S)
         stylized = self(content)
         terms = self.perceptual(stylized, content)
@@ -144,15 +144,16 @@ class StyleTransferModule(L.LightningModule):
             )
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=False)
         self.log("loss", loss.detach(), prog_bar=True, logger=False)
+        if self.skipped_files:
+            self.log("data/skipped_files", float(len(self.skipped_files)), reduce_fx="max")
         return loss
 
-    def _note_skipped(self, reasons: list[str]) -> None:
+    def note_skipped(self, reasons: list[str]) -> None:
+        """Warn once per unreadable file; the count goes to TensorBoard as data/skipped_files."""
         for reason in reasons:
             if reason not in self.skipped_files:
                 self.skipped_files.add(reason)
                 warnings.warn(f"skipped unreadable training image {reason}", stacklevel=2)
-        if reasons:
-            self.log("data/skipped_files", float(len(self.skipped_files)), reduce_fx="max")
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
