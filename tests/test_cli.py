@@ -1,11 +1,12 @@
 import pytest
 import torch
-from conftest import write_photo
 from PIL import Image
 
 from fastnst.cli import main
 from fastnst.inference import Stylizer
 from fastnst.io import pil_to_tensor
+
+from conftest import write_photo
 
 
 def run(capsys, *args):

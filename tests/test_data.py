@@ -3,9 +3,10 @@ import random
 
 import pytest
 import torch
-from conftest import write_photo
 
 from fastnst.data import DataError, ImageFolderDataset, collate, find_images, random_crop, resize_short_side
+
+from conftest import write_photo
 
 
 def test_find_images_recursive_any_case(photo_dir):

@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 import torch
-from conftest import write_photo
 from PIL import Image
 
 from fastnst.io import ImageReadError, make_grid, pil_to_tensor, read_image, save_image, tensor_to_pil
+
+from conftest import write_photo
 
 
 def test_exif_rotated_photo_comes_out_upright(tmp_path):

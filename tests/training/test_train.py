@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, load_script
 from omegaconf import OmegaConf
+
+from conftest import ROOT, load_script
 
 train_script = load_script("train")
 LOSS_TAGS = {"train/content_loss", "train/style_loss", "train/tv_loss", "train/loss"}
