@@ -3,6 +3,8 @@
     fastnst stylize --ckpt checkpoints/starry_night.safetensors photo.jpg more/ "shots/*.png" -o out/
     fastnst info --ckpt checkpoints/starry_night.safetensors
     fastnst export --ckpt checkpoints/starry_night.safetensors --format onnx -o starry_night.onnx
+    fastnst optimize --content photo.jpg --style painting.jpg -o out.jpg
+    fastnst evaluate --ckpt checkpoints/starry_night.safetensors --style painting.jpg --images photos/ -o report/
 
 Light by design: torch, safetensors, Pillow and rich only (no Lightning, Hydra
 or TensorBoard).
@@ -123,6 +125,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="describe a checkpoint")
     info.add_argument("--ckpt", required=True)
+
+    op = sub.add_parser("optimize", help="the classic Gatys et al. method: optimise the image itself")
+    op.add_argument("--content", required=True, help="photo")
+    op.add_argument("--style", required=True, help="painting")
+    op.add_argument("-o", "--output", required=True, help="output image file")
+    op.add_argument("--size", type=int, default=512, help="long side of the result (default 512)")
+    op.add_argument("--style-size", type=int, help="long side of the painting (default: --size)")
+    op.add_argument("--steps", type=int, default=500)
+    op.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
+    op.add_argument("--lr", type=float, default=0.02, help="Adam learning rate")
+    op.add_argument("--content-weight", type=float, default=1.0)
+    op.add_argument("--style-weight", type=float, default=1000.0)
+    op.add_argument("--tv-weight", type=float, default=1000.0)
+    op.add_argument("--coarse-to-fine", action="store_true", help="optimise at half size first, then refine")
+    op.add_argument("--vgg", default="caffe_vgg19", help="caffe_vgg19 | torchvision_vgg16 | weights file")
+    op.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    op.add_argument("--overwrite", action="store_true")
+
+    ev = sub.add_parser("evaluate", help="score a network against its painting, write a report and a contact sheet")
+    ev.add_argument("--ckpt", required=True)
+    ev.add_argument("--style", required=True, help="the painting the network was trained on")
+    ev.add_argument("--images", nargs="+", required=True, help="photos: files, folders or globs")
+    ev.add_argument("-o", "--output-dir", default="report")
+    ev.add_argument("--size", type=int, default=256, help="long side of the photos (default 256)")
+    ev.add_argument("--max-images", type=int, default=8)
+    ev.add_argument("--compare-optimize", action="store_true", help="also run Gatys on each photo")
+    ev.add_argument("--optimize-steps", type=int, default=500)
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    ev.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
 
     ex = sub.add_parser("export", help="export a network to safetensors, ONNX or TorchScript")
     ex.add_argument("--ckpt", required=True)
@@ -295,6 +326,82 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from fastnst.inference import pick_device
+    from fastnst.io import ImageReadError, pil_to_tensor, read_image, resize_long_side, save_image, tensor_to_pil
+    from fastnst.models.vgg import VGGFeatures, WeightsError
+    from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, GatysConfig, gatys
+
+    target = Path(args.output).expanduser()
+    if target.exists() and not args.overwrite:
+        return fail(f"{target} exists; use --overwrite to replace it")
+    if target.resolve() in {Path(args.content).resolve(), Path(args.style).resolve()}:
+        return fail(f"{target} would overwrite an input")
+    try:
+        device = pick_device(args.device)
+        content = pil_to_tensor(resize_long_side(read_image(args.content), args.size)).unsqueeze(0).to(device)
+        style = (
+            pil_to_tensor(resize_long_side(read_image(args.style), args.style_size or args.size))
+            .unsqueeze(0)
+            .to(device)
+        )
+        vgg = VGGFeatures([*GATYS_STYLE_LAYERS, *GATYS_CONTENT_LAYERS], weights=args.vgg).to(device)
+    except (ImageReadError, WeightsError, ValueError) as exc:
+        return fail(str(exc))
+    config = GatysConfig(
+        steps=args.steps, optimizer=args.optimizer, lr=args.lr, content_weight=args.content_weight,
+        style_weight=args.style_weight, tv_weight=args.tv_weight, coarse_to_fine=args.coarse_to_fine,
+    )  # fmt: skip
+    started = time.perf_counter()
+    with Progress(TextColumn("[bold]optimize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("loss {task.fields[loss]}")) as progress:  # fmt: skip
+        task = progress.add_task("optimize", total=args.steps, loss="")
+        result = gatys(
+            content, style, vgg, config, lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.4g}")
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_image(tensor_to_pil(result.cpu()), target)
+    print(
+        f"wrote {target} ({args.steps} {args.optimizer} steps in {time.perf_counter() - started:.1f} s on {device.type})"
+    )
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fastnst.checkpoint import CheckpointError
+    from fastnst.evaluate import evaluate
+    from fastnst.inference import Stylizer
+    from fastnst.io import ImageReadError
+    from fastnst.optimize import GatysConfig
+
+    inputs, problems = expand_inputs(args.images)
+    for problem in problems:
+        print(f"fastnst: {problem}", file=sys.stderr)
+    photos = [path for path, _ in inputs][: args.max_images]
+    if not photos:
+        return fail("no photos to evaluate; give files, folders or globs with --images")
+    try:
+        stylizer = Stylizer.from_checkpoint(args.ckpt, device=args.device, precision=args.precision)
+        report = evaluate(
+            stylizer, Path(args.style), photos, Path(args.output_dir), size=args.size,
+            compare_optimize=args.compare_optimize, optimize_config=GatysConfig(steps=args.optimize_steps),
+            progress=lambda message: print(message, file=sys.stderr),
+        )  # fmt: skip
+    except (CheckpointError, ImageReadError, ValueError) as exc:
+        return fail(str(exc))
+    for method, s in report["mean"].items():
+        print(
+            f"{method:8s} mean style distance {s['style_distance']:.1f}, content distance {s['content_distance']:.1f}, "
+            f"SSIM {s['ssim']:.3f}, {s['ms']:.1f} ms/image"
+        )
+    print(
+        f"report: {Path(args.output_dir) / 'report.md'}, contact sheet: {Path(args.output_dir) / 'contact_sheet.png'}"
+    )
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from fastnst.checkpoint import CheckpointError
     from fastnst.export import export_network
@@ -312,7 +419,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"stylize": cmd_stylize, "info": cmd_info, "export": cmd_export}
+    commands = {
+        "stylize": cmd_stylize,
+        "info": cmd_info,
+        "export": cmd_export,
+        "optimize": cmd_optimize,
+        "evaluate": cmd_evaluate,
+    }
     return commands[args.command](args)
 
 

@@ -1,0 +1,176 @@
+"""Measure and show stylization quality: distances, SSIM, timing, contact sheets.
+
+- style distance: weighted sum over ``relu1_1`` ... ``relu5_1`` of the MSE
+  between the Gram matrices of the image and of the painting (weights of
+  :class:`fastnst.optimize.GatysConfig`, which even out the layers' scales);
+  lower is closer to the painting's texture.
+- content distance: MSE of ``relu4_2`` features against the photo's.
+- SSIM between the luminance of the output and of the photo (torchmetrics).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from fastnst.inference import Stylizer, rgb_to_yuv
+from fastnst.io import pil_to_tensor, read_image, resize_long_side, save_image, tensor_to_pil
+from fastnst.losses import content_loss, gram_matrix, style_loss
+from fastnst.models.vgg import VGGFeatures
+from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, GatysConfig, gatys
+
+
+@dataclass
+class Scores:
+    """Quality numbers of one stylized image."""
+
+    style_distance: float
+    content_distance: float
+    ssim: float
+    ms: float
+
+
+class Judge:
+    """Scores images against one painting with a fixed VGG."""
+
+    def __init__(self, style: torch.Tensor, vgg: VGGFeatures | None = None):
+        self.vgg = vgg or VGGFeatures([*GATYS_STYLE_LAYERS, *GATYS_CONTENT_LAYERS])
+        self.layer_weights = GatysConfig().style_layers
+        with torch.no_grad():
+            feats = self.vgg(style)
+        self.grams = {name: gram_matrix(feats[name]) for name in GATYS_STYLE_LAYERS}
+
+    @torch.no_grad()
+    def score(self, image: torch.Tensor, photo: torch.Tensor, ms: float) -> Scores:
+        """Shape: image and photo (1, 3, H, W) in [0, 1]."""
+        from torchmetrics.functional.image import structural_similarity_index_measure
+
+        feats, photo_feats = self.vgg(image), self.vgg(photo)
+        style = style_loss(feats, self.grams, self.layer_weights)
+        content = sum(content_loss(feats[n], photo_feats[n]) for n in GATYS_CONTENT_LAYERS)
+        luma = rgb_to_yuv(image)[:, :1], rgb_to_yuv(photo)[:, :1]
+        ssim = structural_similarity_index_measure(luma[0], luma[1], data_range=1.0)
+        return Scores(float(style), float(content), float(ssim), ms)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def contact_sheet(
+    rows: list[list[Image.Image]], headers: list[str], captions: list[list[str]], cell: int = 256
+) -> Image.Image:
+    """A labelled grid: one row per photo, one column per header; captions under each cell."""
+    header_h, caption_h, pad = 28, 20, 6
+    cols = len(headers)
+    width = cols * (cell + pad) + pad
+    height = header_h + len(rows) * (cell + caption_h + pad) + pad
+    sheet = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    font, small = _font(18), _font(13)
+    for c, header in enumerate(headers):
+        draw.text((pad + c * (cell + pad) + 4, 5), header, fill="black", font=font)
+    for r, images in enumerate(rows):
+        top = header_h + r * (cell + caption_h + pad)
+        for c, image in enumerate(images):
+            thumb = image.copy()
+            thumb.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+            left = pad + c * (cell + pad)
+            sheet.paste(thumb, (left + (cell - thumb.width) // 2, top + (cell - thumb.height) // 2))
+            if captions[r][c]:
+                draw.text((left + 2, top + cell + 3), captions[r][c], fill="black", font=small)
+    return sheet
+
+
+def evaluate(
+    stylizer: Stylizer,
+    style_path: Path,
+    photos: list[Path],
+    output_dir: Path,
+    size: int = 256,
+    compare_optimize: bool = False,
+    optimize_config: GatysConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Score the network (and optionally Gatys) on ``photos``; write report.md, report.json, contact_sheet.png.
+
+    Returns:
+        the report as a dict (per photo and means).
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    painting = read_image(style_path)
+    style = pil_to_tensor(resize_long_side(painting, size)).unsqueeze(0)
+    judge = Judge(style)
+    methods = ["network"] + (["gatys"] if compare_optimize else [])
+    per_photo, rows, captions = [], [], []
+    for path in photos:
+        photo = pil_to_tensor(resize_long_side(read_image(path), size)).unsqueeze(0)
+        entry, row, caps = {"photo": str(path)}, [tensor_to_pil(photo), painting], ["", ""]
+        stylizer.stylize_tensor(photo)  # warm-up, so ms is the steady state
+        t0 = time.perf_counter()
+        out = stylizer.stylize_tensor(photo)
+        entry["network"] = asdict(judge.score(out, photo, 1000 * (time.perf_counter() - t0)))
+        row.append(tensor_to_pil(out))
+        if compare_optimize:
+            if progress:
+                progress(f"Gatys on {path.name}")
+            t0 = time.perf_counter()
+            opt = gatys(photo, style, judge.vgg, optimize_config or GatysConfig())
+            entry["gatys"] = asdict(judge.score(opt, photo, 1000 * (time.perf_counter() - t0)))
+            row.append(tensor_to_pil(opt))
+        for method in methods:
+            s = entry[method]
+            caps.append(f"style {s['style_distance']:.0f}  content {s['content_distance']:.0f}  ssim {s['ssim']:.2f}")
+        per_photo.append(entry)
+        rows.append(row)
+        captions.append(caps)
+        if progress:
+            progress(f"scored {path.name}")
+    means = {
+        m: {k: sum(e[m][k] for e in per_photo) / len(per_photo) for k in asdict(Scores(0, 0, 0, 0))} for m in methods
+    }
+    report = {"style": stylizer.style, "painting": str(style_path), "size": size, "photos": per_photo, "mean": means}
+    headers = ["photo", "painting", f"network ({stylizer.style})"] + (["Gatys (L-BFGS)"] if compare_optimize else [])
+    sheet = contact_sheet(rows, headers, captions)
+    save_image(sheet, output_dir / "contact_sheet.png")
+    (output_dir / "report.json").write_text(json.dumps(report, indent=2))
+    (output_dir / "report.md").write_text(markdown(report))
+    return report
+
+
+def markdown(report: dict) -> str:
+    """The report as a markdown table (means last)."""
+    methods = list(report["mean"])
+    lines = [
+        f"# fastnst evaluate: {report['style']}",
+        "",
+        f"Painting: `{report['painting']}`; images resized to {report['size']} px on the long side.",
+        "",
+        "| photo | method | style distance | content distance | SSIM (luminance) | ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = [(Path(e["photo"]).name, m, e[m]) for e in report["photos"] for m in methods]
+    rows += [("**mean**", m, report["mean"][m]) for m in methods]
+    for name, method, s in rows:
+        lines.append(
+            f"| {name} | {method} | {s['style_distance']:.1f} | {s['content_distance']:.1f} | {s['ssim']:.3f} | {s['ms']:.1f} |"
+        )
+    if "gatys" in report["mean"]:
+        n, g = report["mean"]["network"], report["mean"]["gatys"]
+        lines += [
+            "",
+            f"Network vs Gatys: style distance {n['style_distance'] / max(g['style_distance'], 1e-12):.2f}x, "
+            f"content distance {n['content_distance'] / max(g['content_distance'], 1e-12):.2f}x, "
+            f"time {n['ms'] / max(g['ms'], 1e-12):.5f}x.",
+        ]
+    lines += ["", "![contact sheet](contact_sheet.png)", ""]
+    return "\n".join(lines)
