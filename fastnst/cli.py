@@ -23,6 +23,15 @@ from pathlib import Path
 
 from fastnst.io import IMAGE_EXTENSIONS
 
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".mov",
+    ".mkv",
+    ".avi",
+    ".webm",
+    ".m4v",
+)  # as fastnst.video (not imported: PyAV is optional)
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -56,7 +65,8 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[tuple[Path, Path | None]]
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            wanted = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
             if not files:
                 problems.append(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             for file in files:
@@ -119,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--tile", type=int, help="stylize in PX tiles with whole-image statistics (huge images)")
     st.add_argument("--preserve-color", action="store_true", help="keep the photo's colours, transfer luminance")
     st.add_argument("--strength", type=float, default=1.0, help="amount of style in [0, 1] (0: the photo)")
+    st.add_argument("--stable", action="store_true", help="video: steady the style over time (less flicker)")
     st.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     st.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runtime_options(st)
@@ -212,6 +223,13 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             kept += 1
         else:
             todo.append(job)
+    videos = [job for job in todo if job.source.suffix.lower() in VIDEO_EXTENSIONS]
+    todo = [job for job in todo if job not in videos]
+    try:
+        done_videos = run_videos(videos, stylizer, args, failures)
+    except KeyboardInterrupt:
+        print("\nfastnst: interrupted; no partial video left", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
     def write(job: Job, image: Image.Image) -> None:
         nonlocal done
@@ -291,6 +309,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         )
     if kept:
         print(f"kept {kept} existing output{'s' * (kept != 1)}")
+    done += done_videos
     if failures:
         print(f"{len(failures)} failed", file=sys.stderr)
         return EXIT_FAILED
@@ -298,6 +317,45 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         print("nothing to stylize", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def run_videos(jobs: list[Job], stylizer, args: argparse.Namespace, failures: list[str]) -> int:
+    """Stylize video jobs one by one with a frame progress bar; returns how many succeeded."""
+    if not jobs:
+        return 0
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    try:
+        from fastnst.video import VideoError, stylize_video
+    except ImportError as exc:  # pragma: no cover - fastnst.video imports PyAV lazily
+        failures.append(str(exc))
+        return 0
+    done = 0
+    for job in jobs:
+        progress = Progress(
+            TextColumn(f"[bold]{job.source.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+            TimeRemainingColumn(), disable=args.quiet, console=Console(stderr=True),
+        )  # fmt: skip
+        try:
+            with progress:
+                task = progress.add_task("video", total=None)
+                report = stylize_video(
+                    stylizer, job.source, job.target, size=args.size, scale=args.scale, batch_size=max(args.batch_size, 4),
+                    stable=args.stable, strength=args.strength, keep_color=args.preserve_color,
+                    progress=lambda n, total: progress.update(task, completed=n, total=total),
+                )  # fmt: skip
+        except VideoError as exc:
+            failures.append(str(exc))
+            print(f"fastnst: {exc}", file=sys.stderr)
+            continue
+        done += 1
+        print(
+            f"{job.target}: {report.frames} frames at {report.width}x{report.height}, {report.fps:g} fps, "
+            f"audio {'copied' if report.audio_copied else 'none'}; {report.frames_per_second:.1f} frames/s; "
+            f"flicker {report.flicker_ratio:.3f} of the input's{' (--stable)' if args.stable else ''}"
+        )
+    return done
 
 
 def cmd_info(args: argparse.Namespace) -> int:

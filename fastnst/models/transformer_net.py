@@ -57,19 +57,28 @@ class InstanceNorm(nn.InstanceNorm2d):
     With ``stats = (mean, var)`` of shape (B, C, 1, 1) it normalises with those
     instead of the input's own; tiled inference uses this to give every tile
     the whole image's statistics. ``observer`` (if set) sees every input.
+    ``smoother`` (if set) maps each input's own (mean, var) to the ones used,
+    e.g. smoothed over the frames of a video.
     """
 
     def __init__(self, channels: int):
         super().__init__(channels, affine=True)
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
         self.observer = None
+        self.smoother = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.observer is not None:
             self.observer(self, x)
-        if self.stats is None:
+        if self.stats is None and self.smoother is None:
             return super().forward(x)
-        mean, var = self.stats
+        if self.stats is not None:
+            mean, var = self.stats
+        else:
+            stats = x.float()
+            mean, var = self.smoother(
+                self, stats.mean((2, 3), keepdim=True), stats.var((2, 3), unbiased=False, keepdim=True)
+            )
         scale = self.weight.view(1, -1, 1, 1) * torch.rsqrt(var.to(x.dtype) + self.eps)
         return (x - mean.to(x.dtype)) * scale + self.bias.view(1, -1, 1, 1)
 

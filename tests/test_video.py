@@ -1,0 +1,109 @@
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av", reason="video needs PyAV: pip install 'fastnst[video]'")
+
+from conftest import ROOT  # noqa: E402
+from fastnst.cli import main  # noqa: E402
+from fastnst.inference import Stylizer  # noqa: E402
+from fastnst.video import VideoError, stylize_video  # noqa: E402
+
+
+def make_clip(path, frames=24, fps=12, size=(64, 48), audio=True):
+    """A still textured scene where a bright square comes and goes (it shifts every frame's
+    instance-norm statistics), and a 440 Hz tone."""
+    container = av.open(str(path), "w")
+    video = container.add_stream("libx264", rate=fps)
+    video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+    sound = container.add_stream("aac", rate=8000) if audio else None
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(frames):
+        base = np.stack([xx % 32 * 8, (yy * 5) % 256, np.full_like(xx, 90)], -1)
+        if i % 4 < 2:
+            base[8:40, 30:62] = 250
+        frame = av.VideoFrame.from_ndarray(base.astype(np.uint8), format="rgb24")
+        frame.pts = i
+        frame.time_base = Fraction(1, fps)
+        container.mux(video.encode(frame))
+    container.mux(video.encode())
+    if sound is not None:
+        samples_per_frame = 1024
+        t = 0
+        for _ in range(int(8000 * frames / fps) // samples_per_frame):
+            tone = (0.3 * np.sin(2 * np.pi * 440 * (t + np.arange(samples_per_frame)) / 8000)).astype(np.float32)
+            aframe = av.AudioFrame.from_ndarray(tone[None, :], format="fltp", layout="mono")
+            aframe.sample_rate, aframe.pts = 8000, t
+            t += samples_per_frame
+            container.mux(sound.encode(aframe))
+        container.mux(sound.encode())
+    container.close()
+    return path
+
+
+def probe(path):
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames = sum(1 for _ in c.decode(video=0))
+        c.seek(0)
+        audio = [p for p in c.demux(c.streams.audio[0]) if p.size] if c.streams.audio else []
+        return frames, float(v.average_rate), (v.codec_context.width, v.codec_context.height), len(audio)
+
+
+def test_video_keeps_frames_rate_size_and_audio(tmp_path, tiny_ckpt):
+    clip = make_clip(tmp_path / "clip.mp4")
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32")
+    report = stylize_video(stylizer, clip, tmp_path / "out.mp4", batch_size=5)
+    frames, fps, size, audio_packets = probe(tmp_path / "out.mp4")
+    src_frames, src_fps, src_size, src_audio = probe(clip)
+    assert (frames, fps, size) == (src_frames, src_fps, src_size) == (24, 12.0, (64, 48))
+    assert report.frames == 24 and report.audio_copied
+    assert audio_packets == src_audio > 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_stable_mode_lowers_flicker(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", size=(96, 64), audio=False)
+    stylizer = Stylizer.from_checkpoint(
+        ROOT / "checkpoints" / "starry_night.safetensors", device="cpu", precision="fp32"
+    )
+    plain = stylize_video(stylizer, clip, tmp_path / "plain.mp4")
+    stable = stylize_video(stylizer, clip, tmp_path / "stable.mp4", stable=True)
+    print(f"flicker ratio: plain {plain.flicker_ratio:.3f}, stable {stable.flicker_ratio:.3f}")
+    assert stable.flicker_ratio < 0.9 * plain.flicker_ratio
+    assert all(getattr(m, "smoother", None) is None for m in stylizer.net.modules())
+
+
+def test_corrupt_video_one_line_and_no_output(tmp_path, tiny_ckpt):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cpu")
+    with pytest.raises(VideoError, match="bad.mp4") as info:
+        stylize_video(stylizer, bad, tmp_path / "out.mp4")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out.mp4").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_cli_video_with_size(tmp_path, tiny_ckpt, capsys):
+    clip = make_clip(tmp_path / "clip.mp4", frames=12)
+    code = main(
+        [
+            "stylize",
+            "--ckpt",
+            str(tiny_ckpt),
+            str(clip),
+            "-o",
+            str(tmp_path / "out"),
+            "--size",
+            "32",
+            "--stable",
+            "--quiet",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    frames, fps, size, audio = probe(tmp_path / "out" / "clip_tiny.mp4")
+    assert frames == 12 and size == (32, 24) and audio > 0
+    assert "frames/s" in out and "flicker" in out
