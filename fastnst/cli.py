@@ -343,7 +343,7 @@ def run_videos(jobs: list[Job], stylizer, args: argparse.Namespace, failures: li
                 report = stylize_video(
                     stylizer, job.source, job.target, size=args.size, scale=args.scale, batch_size=max(args.batch_size, 4),
                     stable=args.stable, strength=args.strength, keep_color=args.preserve_color,
-                    progress=lambda n, total: progress.update(task, completed=n, total=total),
+                    progress=lambda n, total, bar=progress, task=task: bar.update(task, completed=n, total=total),
                 )  # fmt: skip
         except VideoError as exc:
             failures.append(str(exc))

@@ -230,7 +230,7 @@ def stylize_video(
                         for frame in packet.decode():
                             array = frame.to_ndarray(format="rgb24")
                             frames_in.put(array)
-                except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                except BaseException as exc:
                     errors.append(exc)
                 finally:
                     frames_in.put(_DONE)
@@ -250,7 +250,7 @@ def stylize_video(
                         index += 1
                         writer.mux(vout.encode(frame))
                     writer.mux(vout.encode())
-                except BaseException as exc:  # noqa: BLE001
+                except BaseException as exc:
                     errors.append(exc)
                     while frames_out.get() is not _DONE:  # keep draining so the main thread never blocks
                         pass

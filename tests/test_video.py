@@ -5,10 +5,11 @@ import pytest
 
 av = pytest.importorskip("av", reason="video needs PyAV: pip install 'fastnst[video]'")
 
-from conftest import ROOT  # noqa: E402
 from fastnst.cli import main  # noqa: E402
 from fastnst.inference import Stylizer  # noqa: E402
 from fastnst.video import VideoError, stylize_video  # noqa: E402
+
+from conftest import ROOT  # noqa: E402
 
 
 def make_clip(path, frames=24, fps=12, size=(64, 48), audio=True):
