@@ -34,6 +34,31 @@ def find_last_checkpoint(log_dir: Path, style: str) -> Path | None:
     return candidates[-1] if candidates else None
 
 
+POSITIVE_INTS = ("data.image_size", "data.batch_size", "model.num_residual_blocks", "trainer.max_steps")
+POSITIVE_NUMBERS = ("model.width", "model.lr", "style.size")
+NON_NEGATIVE_NUMBERS = ("style.content_weight", "style.style_weight", "style.tv_weight", "data.num_workers")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the values a typo most often breaks, with one line naming the key and what is allowed."""
+
+    def check(key: str, ok, allowed: str) -> None:
+        value = OmegaConf.select(cfg, key)
+        try:
+            good = ok(value)
+        except TypeError:
+            good = False
+        if not good:
+            raise ConfigError(f"{key}={value!r}: expected {allowed}")
+
+    for key in POSITIVE_INTS:
+        check(key, lambda v: isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1), "a positive integer")
+    for key in POSITIVE_NUMBERS:
+        check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0")
+    for key in NON_NEGATIVE_NUMBERS:
+        check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0")
+
+
 def resolve_checkpoint(cfg: DictConfig) -> Path | None:
     """The checkpoint to resume from: ``ckpt_path``, or the latest run's with ``resume=true``."""
     if cfg.get("ckpt_path"):
@@ -94,6 +119,7 @@ def train(cfg: DictConfig) -> dict:
 
     from fastnst.training.callbacks import ExportNetwork
 
+    validate(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = resolve_checkpoint(cfg)
     if ckpt_path is not None and cfg.get("resume") and not cfg.get("ckpt_path"):

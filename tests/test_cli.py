@@ -1,3 +1,9 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 from PIL import Image
@@ -149,3 +155,44 @@ def test_export_formats_match_pytorch(tmp_path, tiny_ckpt, capsys, fmt):
     assert max_diff < 1e-4
     code, _, err = run(capsys, "export", "--ckpt", tiny_ckpt, "--format", fmt, "-o", target)
     assert code == 2 and "exists" in err
+
+
+def test_input_given_twice_is_done_once(tmp_path, tiny_ckpt, capsys):
+    photo = write_photo(tmp_path / "p.png")
+    code, out, err = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, photo, "-o", tmp_path / "o", "--quiet")
+    assert code == 0 and "given more than once" in err and "stylized 1 image" in out
+
+
+def test_unwritable_output_folder(tmp_path, tiny_ckpt, capsys):
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file"
+        blocker.write_text("a file where a folder should be")
+        out_dir = blocker / "sub"  # root ignores permissions, not a file in the way
+    else:
+        out_dir = tmp_path / "ro"
+        out_dir.mkdir(mode=0o500)
+    photo = write_photo(tmp_path / "p.png")
+    code, _, err = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "-o", out_dir, "--quiet")
+    assert code == 1 and "cannot write" in err and "p_tiny.png" in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_no_partial_files(tmp_path, tiny_ckpt):
+    for i in range(300):
+        write_photo(tmp_path / "in" / f"{i:03d}.png", size=(160, 120), seed=i)
+    out_dir = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastnst.cli", "stylize", "--ckpt", str(tiny_ckpt), str(tmp_path / "in"), "-o", str(out_dir), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(out_dir.glob("*.png"))) < 5:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    written = list(out_dir.iterdir())
+    assert 5 <= len(written) < 300
+    assert all(not p.name.startswith(".") for p in written)  # no temporary files
+    for path in written:
+        Image.open(path).load()  # every file is complete

@@ -165,3 +165,33 @@ def test_ddp_two_cpu_processes(tmp_path, photo_dir, style_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "export" / "ddp.safetensors").is_file()
     assert "exported" in result.stdout and "after 3 steps" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [("data.image_size=abc", "data.image_size='abc': expected a positive integer"), ("model.lr=-1", "model.lr=-1")],
+)
+def test_bad_override_value_is_one_line(train_cfg, override, words):
+    with pytest.raises(train_script.ConfigError, match=words):
+        train_script.train(train_cfg(override))
+
+
+def test_bad_override_from_the_command_line(tmp_path):
+    result = run_cli("data.image_size=abc", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: data.image_size='abc': expected a positive integer"
+
+
+def test_nan_keeps_the_last_good_checkpoint(train_cfg, tmp_path):
+    import torch
+
+    run_dir = tmp_path / "logs" / "tiny" / "good"
+    train_script.train(train_cfg(f"paths.output_dir={run_dir}", "export=false"))
+    last = run_dir / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    from fastnst.training.module import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError):
+        train_script.train(train_cfg("resume=true", "trainer.max_steps=4", "style.style_weight=inf", "export=false"))
+    assert last.read_bytes() == before
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 2
