@@ -146,6 +146,50 @@ def bench_inference(args, device: torch.device) -> list[dict]:
     return rows
 
 
+def bench_onnxruntime(args) -> list[dict]:
+    """The same network exported to ONNX and run by ONNX Runtime on the CPU (fp32), batch 1."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("onnxruntime not installed: skipped")
+        return []
+    import tempfile
+
+    from fastnst.export import export_onnx
+
+    rows = []
+    for width in args.widths:
+        net = TransformerNet(TransformerNetConfig(width=width)).eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "net.onnx"
+            export_onnx(net, path)
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            for size_name in args.sizes:
+                h, w = SIZES[size_name]
+                x = torch.rand(1, 3, h - h % 4, w - w % 4)
+                onnx_sec = timed(
+                    lambda x=x, s=session: s.run(None, {"images": x.numpy()}),
+                    torch.device("cpu"),
+                    args.warmup,
+                    args.repeat,
+                )
+                with torch.inference_mode():
+                    torch_sec = timed(lambda x=x, n=net: n(x), torch.device("cpu"), args.warmup, args.repeat)
+                rows.append(
+                    {
+                        "width": width,
+                        "size": size_name,
+                        "onnxruntime_ms": 1000 * onnx_sec,
+                        "torch_fp32_ms": 1000 * torch_sec,
+                    }
+                )
+                print(
+                    f"| {width} | {size_name} | {1000 * torch_sec:.1f} | {1000 * onnx_sec:.1f} | {torch_sec / onnx_sec:.2f}x |",
+                    flush=True,
+                )
+    return rows
+
+
 def format_row(r: dict) -> str:
     return (
         f"| {r['width']} | {r['size']} | {r['batch']} | {r['precision']} | {'on' if r['channels_last'] else 'off'} | "
@@ -253,7 +297,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--sections", nargs="+", default=["inference", "training", "data"])
+    p.add_argument("--sections", nargs="+", default=["inference", "training", "data"], help="also: onnxruntime")
     p.add_argument("--sizes", nargs="+", default=["256", "512", "1080p"], choices=list(SIZES))
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1])
@@ -288,6 +332,11 @@ def main(argv: list[str] | None = None) -> dict:
     if "inference" in args.sections:
         print("## Inference\n\n" + INFER_HEADER)
         results["inference"] = bench_inference(args, device)
+    if "onnxruntime" in args.sections:
+        print(
+            "\n## ONNX Runtime vs PyTorch (CPU, fp32, batch 1)\n\n| width | size | torch ms | onnxruntime ms | speed-up |\n|---|---|---|---|---|"
+        )
+        results["onnxruntime"] = bench_onnxruntime(args)
     if "training" in args.sections:
         print(
             "\n## Training step\n\n| variant | size | batch | ms/step | steps/s | images/s | peak MiB | speed-up |\n"

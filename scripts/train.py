@@ -52,7 +52,9 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r}: expected {allowed}")
 
     for key in POSITIVE_INTS:
-        check(key, lambda v: isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1), "a positive integer")
+        check(
+            key, lambda v: isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1), "a positive integer"
+        )
     for key in POSITIVE_NUMBERS:
         check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0")
     for key in NON_NEGATIVE_NUMBERS:
