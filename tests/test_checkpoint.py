@@ -89,3 +89,19 @@ def test_lightning_style_checkpoint_loads(tmp_path):
     )
     loaded = load_network(path)
     assert loaded.style == "s" and loaded.info["steps"] == 12
+
+
+def test_crash_while_exporting_keeps_the_old_file(tmp_path, tiny_net, monkeypatch):
+    path = save_network(tiny_net, tmp_path / "net.safetensors", {"steps": 1})
+    before = path.read_bytes()
+
+    def crash(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("fastnst.checkpoint.save_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_network(tiny_net, path, {"steps": 2})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["net.safetensors"]  # no temporary left behind

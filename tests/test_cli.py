@@ -196,3 +196,9 @@ def test_ctrl_c_leaves_no_partial_files(tmp_path, tiny_ckpt):
     assert all(not p.name.startswith(".") for p in written)  # no temporary files
     for path in written:
         Image.open(path).load()  # every file is complete
+
+
+def test_missing_output_folders_are_created(tmp_path, tiny_ckpt, capsys):
+    photo = write_photo(tmp_path / "p.png")
+    code, _, _ = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "-o", tmp_path / "a" / "b" / "c", "--quiet")
+    assert code == 0 and (tmp_path / "a" / "b" / "c" / "p_tiny.png").is_file()

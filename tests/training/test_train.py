@@ -195,3 +195,22 @@ def test_nan_keeps_the_last_good_checkpoint(train_cfg, tmp_path):
         train_script.train(train_cfg("resume=true", "trainer.max_steps=4", "style.style_weight=inf", "export=false"))
     assert last.read_bytes() == before
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 2
+
+
+def test_crash_while_saving_a_lightning_checkpoint_keeps_the_old_one(tmp_path, monkeypatch):
+    """Lightning writes checkpoints through an fsspec transaction (temporary file, then move)."""
+    import torch
+    from fsspec.implementations.local import LocalFileOpener
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    path = tmp_path / "last.ckpt"
+    TorchCheckpointIO().save_checkpoint({"global_step": 1}, path)
+    before = path.read_bytes()
+
+    def crash(self, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LocalFileOpener, "write", crash)
+    with pytest.raises(KeyboardInterrupt):
+        TorchCheckpointIO().save_checkpoint({"global_step": 2, "big": torch.zeros(1000)}, path)
+    assert path.read_bytes() == before
