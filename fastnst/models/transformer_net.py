@@ -79,8 +79,10 @@ class InstanceNorm(nn.InstanceNorm2d):
             mean, var = self.smoother(
                 self, stats.mean((2, 3), keepdim=True), stats.var((2, 3), unbiased=False, keepdim=True)
             )
-        scale = self.weight.view(1, -1, 1, 1) * torch.rsqrt(var.to(x.dtype) + self.eps)
-        return (x - mean.to(x.dtype)) * scale + self.bias.view(1, -1, 1, 1)
+        # In float32, as autocast runs instance_norm, so tiles match the whole image in bf16/fp16 too.
+        scale = self.weight.float().view(1, -1, 1, 1) * torch.rsqrt(var.float() + self.eps)
+        y = (x.float() - mean.float()) * scale + self.bias.float().view(1, -1, 1, 1)
+        return y.to(x.dtype)
 
 
 class ConvLayer(nn.Sequential):
