@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 
 from fastnst.checkpoint import save_network
 from fastnst.io import make_grid
@@ -84,3 +85,11 @@ class ExportNetwork(L.Callback):
             "loss": {k: hp[k] for k in ("content_weight", "style_weight", "tv_weight")},
         }
         self.path = save_network(module.transformer(), target, info)
+
+
+class StepProgressBar(RichProgressBar):
+    """Rich progress bar that names the step budget instead of a meaningless epoch total."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        steps = self.trainer.max_steps
+        return f"epoch {current_epoch}" + (f" (training to step {steps})" if steps and steps > 0 else "")
