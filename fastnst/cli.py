@@ -209,6 +209,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         stylizer = load_stylizer(args.ckpt, device=args.device, precision=args.precision, compile=args.compile)
     except (CheckpointError, ValueError, RuntimeError) as exc:
         return fail(str(exc))
+    if args.tile and stylizer.net is None:
+        return fail("--tile needs a .safetensors or .ckpt network (an .onnx file cannot share statistics across tiles)")
     jobs, more = plan_jobs(inputs, stylizer.style, Path(args.output_dir).expanduser(), output)
     problems += more
     failures = [p for p in problems if "given more than once" not in p]
