@@ -377,7 +377,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "training steps": loaded.info.get("steps", "unknown"),
         "style image": loaded.info.get("style_image", "unknown"),
     }
-    for key in ("image_size", "loss"):
+    for key in ("image_size", "style_size", "loss", "content_layers", "style_layers", "init_from", "init_steps"):
         if key in loaded.info:
             rows[key.replace("_", " ")] = loaded.info[key]
     width = max(map(len, rows))

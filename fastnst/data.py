@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -17,11 +19,15 @@ class DataError(ValueError):
     """The training data cannot be used; the message names the folder and the fix."""
 
 
-def find_images(root: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
+def find_images(
+    root: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS, exclude: Sequence[str] = ()
+) -> list[Path]:
     """All image files under ``root``, recursively, sorted.
 
     Extensions match in any case. Symbolic links to folders are followed once;
-    a link that loops back is skipped.
+    a link that loops back is skipped. ``exclude`` holds glob patterns matched
+    against each file's path relative to ``root`` (``*`` also crosses folders:
+    ``bsds500/test/*`` holds out a whole folder, ``*.png`` every PNG).
 
     Raises:
         DataError: ``root`` does not exist or holds no image files.
@@ -38,12 +44,14 @@ def find_images(root: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
         seen.add(real)
         dirs.sort()
         found += [Path(folder) / f for f in sorted(files) if f.lower().endswith(extensions)]
-    if not found:
+    kept = [p for p in found if not any(fnmatch.fnmatchcase(p.relative_to(root).as_posix(), e) for e in exclude)]
+    if not kept:
+        where = f" after excluding {list(exclude)}" if found else ""
         raise DataError(
             f"{root}: no images ({', '.join(e.lstrip('.') for e in extensions)}) found in this folder "
-            "or below it; set data.root to a folder of photos"
+            f"or below it{where}; set data.root to a folder of photos" + (" or loosen data.exclude" if found else "")
         )
-    return found
+    return kept
 
 
 def resize_short_side(image: Image.Image, short_side: int) -> Image.Image:

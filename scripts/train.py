@@ -81,6 +81,23 @@ def resolve_checkpoint(cfg: DictConfig) -> Path | None:
     return None
 
 
+def load_initial_weights(cfg: DictConfig, module) -> None:
+    """Start from the network in ``init_from`` (fine-tuning; the optimiser starts fresh)."""
+    from fastnst.checkpoint import CheckpointError, load_network
+
+    path = Path(cfg.init_from).expanduser()
+    try:
+        loaded = load_network(path)
+    except CheckpointError as exc:
+        raise ConfigError(f"init_from={path}: {exc}") from None
+    have, want = loaded.net.config.to_dict(), module.net.config.to_dict()
+    if have != want:
+        overrides = " ".join(f"model.{k}={v}" for k, v in have.items())
+        raise ConfigError(f"init_from={path}: its network is {have} but the model is {want}; add {overrides}")
+    module.net.load_state_dict(loaded.net.state_dict())
+    module.init_info = {"init_from": path.name, "init_steps": loaded.info.get("steps")}
+
+
 def build_module(cfg: DictConfig):
     """The StyleTransferModule from the model, style and loss groups (plain values only)."""
     from fastnst.training.module import StyleTransferModule
@@ -118,6 +135,7 @@ def train(cfg: DictConfig) -> dict:
     """
     import lightning as L
     from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ProgressBar
 
     from fastnst.training.callbacks import ExportNetwork
 
@@ -130,6 +148,8 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # fails here, before any model is built, when the folder has no images
     module = build_module(cfg)
+    if cfg.get("init_from") and ckpt_path is None:  # a resumed run already holds the fine-tuned weights
+        load_initial_weights(cfg, module)
     module.note_skipped(datamodule.val_images()[1])  # unreadable validation photos are reported too
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     exporter = ExportNetwork(cfg.paths.export_dir) if cfg.get("export", True) else None
@@ -138,6 +158,8 @@ def train(cfg: DictConfig) -> dict:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     if not loggers:  # nothing to monitor the learning rate into
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback then
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     return {

@@ -29,6 +29,14 @@ def test_empty_folder_names_the_folder(tmp_path):
         find_images(tmp_path / "missing")
 
 
+def test_exclude_holds_out_a_folder(photo_dir):
+    kept = find_images(photo_dir, exclude=["sub/*"])
+    assert [f.name for f in kept] == [f"img{i}.jpg" for i in range(4)]
+    assert len(find_images(photo_dir, exclude=["*.PNG"])) == 5  # case-sensitive, as globs are on Linux
+    with pytest.raises(DataError, match=r"after excluding \['\*'\].*data.exclude"):
+        find_images(photo_dir, exclude=["*"])
+
+
 def test_crops_are_square_and_deterministic(photo_dir):
     ds = ImageFolderDataset(find_images(photo_dir), image_size=32)
     a, b = ds[1]["image"], ds[1]["image"]

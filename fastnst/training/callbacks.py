@@ -82,7 +82,11 @@ class ExportNetwork(L.Callback):
             "style_image": Path(hp.style_image).name,
             "steps": trainer.global_step,
             "image_size": getattr(trainer.datamodule, "image_size", None),
+            "style_size": hp.style_size,
             "loss": {k: hp[k] for k in ("content_weight", "style_weight", "tv_weight")},
+            "content_layers": list(hp.content_layers),
+            "style_layers": dict(hp.style_layers),
+            **module.init_info,
         }
         self.path = save_network(module.transformer(), target, info)
 

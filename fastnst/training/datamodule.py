@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
@@ -24,6 +26,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         draft: decode large JPEGs at a reduced scale (much faster, same crops).
         pin_memory, persistent_workers, prefetch_factor: DataLoader tuning.
         seed: seed of the random crops.
+        exclude: glob patterns (relative to ``root``) of files to leave out,
+            e.g. ``["bsds500/test/*"]`` to hold out evaluation photos.
     """
 
     def __init__(
@@ -38,10 +42,12 @@ class ImageFolderDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         prefetch_factor: int = 4,
         seed: int = 0,
+        exclude: Sequence[str] = (),
     ):
         super().__init__()
         self.root, self.image_size, self.batch_size = root, image_size, batch_size
         self.num_workers, self.num_val_images, self.draft, self.seed = num_workers, num_val_images, draft, seed
+        self.exclude = list(exclude)
         self.pin_memory, self.persistent_workers, self.prefetch_factor = pin_memory, persistent_workers, prefetch_factor
         self.train_set: ImageFolderDataset | None = None
         self.val_set: ImageFolderDataset | None = None
@@ -49,7 +55,7 @@ class ImageFolderDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        files = find_images(self.root)  # raises DataError naming the folder when empty
+        files = find_images(self.root, exclude=self.exclude)  # raises DataError naming the folder when empty
         # Hold the validation photos out when there are plenty; a tiny folder shares them.
         val = files[: self.num_val_images]
         train = files[len(val) :] if len(files) >= 4 * max(1, len(val)) else files

@@ -115,6 +115,7 @@ class StyleTransferModule(L.LightningModule):
         self._perceptual = [perceptual]
         self._forward = torch.compile(self.net) if compile else self.net
         self.skipped_files: set[str] = set()
+        self.init_info: dict = {}  # set when fine-tuning from another network (scripts/train.py init_from)
 
     @property
     def perceptual(self) -> PerceptualLoss:
