@@ -77,7 +77,7 @@ def train_cfg(tmp_path: Path, photo_dir: Path, style_path: Path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    load_script("train")  # registers the fastnst_root resolver
+    load_script("train")  # registers the fastnst_* resolvers
 
     def make(*overrides: str):
         GlobalHydra.instance().clear()

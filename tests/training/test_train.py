@@ -116,6 +116,14 @@ def test_shipped_style_presets_compose(train_cfg):
         assert cfg.loss.style_weight == cfg.style.style_weight
 
 
+def test_cpu_training_uses_bf16_only_where_it_is_native(train_cfg, monkeypatch):
+    import fastnst.inference
+
+    for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(fastnst.inference, "cpu_has_fast_bf16", lambda native=native: native)
+        assert train_cfg("experiment=demo").trainer.precision == expected
+
+
 def test_gatys_loss_preset_is_the_evaluate_objective(train_cfg):
     from fastnst.optimize import GATYS_CONTENT_LAYERS, GatysConfig
 
