@@ -75,6 +75,9 @@ def validate(cfg: DictConfig) -> None:
         check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0")
     for key in NON_NEGATIVE_NUMBERS:
         check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0")
+    style_image = Path(cfg.style.image).expanduser()
+    if not style_image.is_file():
+        raise ConfigError(f"style.image={style_image}: file not found; give the path of a painting")
 
 
 def resolve_checkpoint(cfg: DictConfig) -> Path | None:
@@ -97,21 +100,32 @@ def resolve_checkpoint(cfg: DictConfig) -> Path | None:
     return None
 
 
-def load_initial_weights(cfg: DictConfig, module) -> None:
-    """Start from the network in ``init_from`` (fine-tuning; the optimiser starts fresh)."""
+def load_initial_network(cfg: DictConfig):
+    """The network named by ``init_from`` (None without one), checked against the model group.
+
+    Raises:
+        ConfigError: unreadable file, or an architecture other than the model's (one line).
+    """
     from fastnst.checkpoint import CheckpointError, load_network
 
-    path = Path(cfg.init_from).expanduser()
+    if not cfg.get("init_from"):
+        return None
     try:
-        loaded = load_network(path)
+        loaded = load_network(Path(cfg.init_from).expanduser())
     except CheckpointError as exc:
-        raise ConfigError(f"init_from={path}: {exc}") from None
-    have, want = loaded.net.config.to_dict(), module.net.config.to_dict()
+        raise ConfigError(f"init_from: {exc}") from None
+    have = loaded.net.config.to_dict()
+    want = {key: cfg.model[key] for key in have}
     if have != want:
         overrides = " ".join(f"model.{k}={v}" for k, v in have.items())
-        raise ConfigError(f"init_from={path}: its network is {have} but the model is {want}; add {overrides}")
+        raise ConfigError(f"init_from={loaded.path}: its network is {have} but the model is {want}; add {overrides}")
+    return loaded
+
+
+def apply_initial_network(loaded, module) -> None:
+    """Start ``module`` from ``loaded``'s weights (fine-tuning; the optimiser starts fresh)."""
     module.net.load_state_dict(loaded.net.state_dict())
-    module.init_info = {"init_from": path.name, "init_steps": loaded.info.get("steps")}
+    module.init_info = {"init_from": loaded.path.name, "init_steps": loaded.info.get("steps")}
 
 
 def build_module(cfg: DictConfig):
@@ -119,8 +133,6 @@ def build_module(cfg: DictConfig):
     from fastnst.training.module import StyleTransferModule
 
     style_image = Path(cfg.style.image).expanduser()
-    if not style_image.is_file():
-        raise ConfigError(f"style.image={style_image}: file not found; give the path of a painting")
     return StyleTransferModule(
         net_config={"width": cfg.model.width, "num_residual_blocks": cfg.model.num_residual_blocks},
         style_image=str(style_image),
@@ -161,11 +173,12 @@ def train(cfg: DictConfig) -> dict:
     if ckpt_path is not None and cfg.get("resume") and not cfg.get("ckpt_path"):
         # Continue in the interrupted run's folder so checkpoints and TensorBoard curves carry on.
         OmegaConf.update(cfg, "paths.output_dir", str(ckpt_path.parents[1]), force_add=True)
+    initial = load_initial_network(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # fails here, before any model is built, when the folder has no images
     module = build_module(cfg)
-    if cfg.get("init_from") and ckpt_path is None:  # a resumed run already holds the fine-tuned weights
-        load_initial_weights(cfg, module)
+    if initial is not None and ckpt_path is None:  # a resumed run already holds the fine-tuned weights
+        apply_initial_network(initial, module)
     module.note_skipped(datamodule.val_images()[1])  # unreadable validation photos are reported too
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     exporter = ExportNetwork(cfg.paths.export_dir) if cfg.get("export", True) else None
