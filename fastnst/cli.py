@@ -193,7 +193,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from fastnst.checkpoint import CheckpointError
     from fastnst.inference import load_stylizer
     from fastnst.io import ImageReadError, pil_to_tensor, read_image, save_image, tensor_to_pil
-    from fastnst.tiling import stylize_tiled
+    from fastnst.tiling import TILE_HALO, num_tile_passes, stylize_tiled
 
     if not 0.0 <= args.strength <= 1.0:
         return fail(f"--strength {args.strength}: must be between 0 and 1")
@@ -244,12 +244,12 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             print(f"fastnst: {failures[-1]}", file=sys.stderr)
 
     progress = Progress(
-        TextColumn("[bold]stylize"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         TextColumn("{task.fields[name]}"),
-        disable=args.quiet or len(todo) < 2,
+        disable=args.quiet or (len(todo) < 2 and not args.tile),  # tiling one huge image takes minutes
         transient=False,
         console=Console(stderr=True),
     )
@@ -268,7 +268,18 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                 x = torch.stack([t for _, t in batch])  # (B, 3, H, W)
                 t0 = time.perf_counter()
                 if args.tile:
-                    y = stylize_tiled(stylizer.net, x, tile=args.tile, forward=stylizer.forward, device=stylizer.device)
+                    passes = num_tile_passes(*x.shape[-2:], args.tile, TILE_HALO, stylizer.net)
+                    tiles = progress.add_task("tiles", total=passes, name=f"{x.shape[-1]}x{x.shape[-2]}")
+                    y = stylize_tiled(
+                        stylizer.net,
+                        x,
+                        tile=args.tile,
+                        halo=TILE_HALO,
+                        forward=stylizer.forward,
+                        device=stylizer.device,
+                        progress=lambda: progress.advance(tiles),
+                    )
+                    progress.remove_task(tiles)
                     y = stylizer.finish(y, x, strength=args.strength, keep_color=args.preserve_color)
                 else:
                     y = stylizer.stylize_tensor(x, strength=args.strength, keep_color=args.preserve_color)

@@ -7,7 +7,7 @@ from PIL import Image
 
 from fastnst import Stylizer
 from fastnst.inference import cpu_has_fast_bf16, preserve_color, rgb_to_yuv
-from fastnst.tiling import stylize_tiled
+from fastnst.tiling import num_tile_passes, stylize_tiled
 
 
 def test_import_is_light():
@@ -61,7 +61,9 @@ def test_tiled_matches_untiled_and_naive_tiles_do_not(tiny_ckpt):
     torch.manual_seed(0)
     x = torch.rand(1, 3, 150, 203)
     whole = stylizer.stylize_tensor(x)
-    tiled = stylize_tiled(stylizer.net, x, tile=64, halo=32)
+    calls = []
+    tiled = stylize_tiled(stylizer.net, x, tile=64, halo=32, progress=lambda: calls.append(1))
+    assert len(calls) == num_tile_passes(150, 203, 64, 32, stylizer.net)  # the progress bar ends full
     assert tiled.shape == whole.shape
     assert (tiled - whole).abs().max() < 1e-4
     naive = torch.cat([stylizer.stylize_tensor(x[..., :, :100]), stylizer.stylize_tensor(x[..., :, 100:])], -1)
