@@ -122,9 +122,14 @@ def load_initial_network(cfg: DictConfig):
     return loaded
 
 
-def apply_initial_network(loaded, module) -> None:
-    """Start ``module`` from ``loaded``'s weights (fine-tuning; the optimiser starts fresh)."""
-    module.net.load_state_dict(loaded.net.state_dict())
+def apply_initial_network(loaded, module, load_weights: bool = True) -> None:
+    """Start ``module`` from ``loaded``'s weights (fine-tuning; the optimiser starts fresh).
+
+    A resumed fine-tune already holds its weights (``load_weights=False``) but
+    still records where it started, for the exported file's metadata.
+    """
+    if load_weights:
+        module.net.load_state_dict(loaded.net.state_dict())
     module.init_info = {"init_from": loaded.path.name, "init_steps": loaded.info.get("steps")}
 
 
@@ -177,8 +182,8 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # fails here, before any model is built, when the folder has no images
     module = build_module(cfg)
-    if initial is not None and ckpt_path is None:  # a resumed run already holds the fine-tuned weights
-        apply_initial_network(initial, module)
+    if initial is not None:
+        apply_initial_network(initial, module, load_weights=ckpt_path is None)
     module.note_skipped(datamodule.val_images()[1])  # unreadable validation photos are reported too
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     exporter = ExportNetwork(cfg.paths.export_dir) if cfg.get("export", True) else None

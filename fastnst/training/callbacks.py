@@ -71,7 +71,7 @@ class ExportNetwork(L.Callback):
         self.export_dir, self.overwrite = Path(export_dir), overwrite
         self.path: Path | None = None
 
-    def on_train_end(self, trainer, module) -> None:
+    def on_fit_end(self, trainer, module) -> None:
         if not trainer.is_global_zero:
             return
         hp = module.hparams

@@ -155,6 +155,20 @@ def test_fine_tune_starts_from_init_from(train_cfg, tmp_path):
         train_script.train(train_cfg(f"init_from={base}", "model.width=0.5"))
 
 
+def test_resumed_fine_tune_keeps_its_weights_and_records_its_start(train_cfg, tmp_path):
+    from fastnst.checkpoint import load_network
+
+    base = Path(train_script.train(train_cfg("~callbacks.style_samples"))["export_path"])
+    run_dir = tmp_path / "tune"
+    options = (f"init_from={base}", "model.lr=1e-2", "trainer.max_steps=1", "~callbacks.style_samples")
+    train_script.train(train_cfg(*options, f"paths.output_dir={run_dir}", "export=false"))
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resumed = load_network(train_script.train(train_cfg(*options, f"ckpt_path={last}"))["export_path"])
+    assert resumed.info["init_from"] == base.name
+    assert max_difference(resumed.net, load_network(last).net) == 0  # not reset to init_from's weights
+    assert max_difference(resumed.net, load_network(base).net) > 1e-3
+
+
 def run_cli(*args, timeout=300):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
