@@ -1,0 +1,59 @@
+"""Draw the README's picture: the shipped photos on top, one row per shipped network below.
+
+python scripts/showcase.py                      # -> docs/images/shipped_styles.jpg
+python scripts/showcase.py --size 256 -o grid.jpg checkpoints/starry_night.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # allow running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT))
+
+from fastnst.cli import expand_inputs  # noqa: E402
+from fastnst.data import center_crop, resize_short_side  # noqa: E402
+from fastnst.inference import Stylizer  # noqa: E402
+from fastnst.io import make_grid, pil_to_tensor, read_image, save_image, tensor_to_pil  # noqa: E402
+
+
+def showcase(checkpoints: list[Path], photos: list[Path], size: int = 320) -> torch.Tensor:
+    """Photos (square crops of ``size``) on the first row, each network's outputs below.
+
+    Shape:
+        - Output: (3, H, W) in [0, 1].
+    """
+    squares = [pil_to_tensor(center_crop(resize_short_side(read_image(p), size), size)) for p in photos]
+    batch = torch.stack(squares)  # (N, 3, size, size)
+    rows = [batch]
+    for ckpt in checkpoints:
+        stylizer = Stylizer.from_checkpoint(ckpt, device="auto")
+        rows.append(torch.cat([stylizer.stylize_tensor(x.unsqueeze(0)) for x in batch]).float().cpu())
+    return make_grid(torch.cat(rows), nrow=len(photos), padding=4)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="*", type=Path, help="default: every checkpoints/*.safetensors")
+    parser.add_argument("--photos", nargs="+", default=[str(ROOT / "fastnst/assets/photos")])
+    parser.add_argument("--size", type=int, default=320, help="side of each square (px)")
+    parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs/images/shipped_styles.jpg")
+    args = parser.parse_args(argv)
+    checkpoints = args.checkpoints or sorted((ROOT / "checkpoints").glob("*.safetensors"))
+    found, problems = expand_inputs(args.photos)
+    photos = [path for path, _ in found]
+    if problems or not photos:
+        print(f"showcase: {problems[0] if problems else f'no photos in {args.photos}'}", file=sys.stderr)
+        return 1
+    save_image(tensor_to_pil(showcase(checkpoints, photos, args.size)), args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
