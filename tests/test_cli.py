@@ -186,7 +186,11 @@ def test_ctrl_c_leaves_no_partial_files(tmp_path, tiny_ckpt):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.time() + 60
-    while time.time() < deadline and len(list(out_dir.glob("*.png"))) < 5:
+
+    def finished() -> int:  # pathlib's glob also matches the hidden temporary files
+        return sum(not p.name.startswith(".") for p in out_dir.glob("*.png"))
+
+    while time.time() < deadline and finished() < 5:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
