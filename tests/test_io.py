@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -83,6 +85,9 @@ def test_tensor_round_trip_and_atomic_save(tmp_path):
     assert (pil_to_tensor(image) - x).abs().max() <= 0.5 / 255 + 1e-6
     out = save_image(image, tmp_path / "a.png")
     assert out.exists() and [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as readable as any new file, not private
     with pytest.raises(ValueError, match="unknown image extension"):
         save_image(image, tmp_path / "a.xyz")
 
