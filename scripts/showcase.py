@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems or not photos:
         print(f"showcase: {problems[0] if problems else f'no photos in {args.photos}'}", file=sys.stderr)
         return 1
-    save_image(tensor_to_pil(showcase(checkpoints, photos, args.size)), args.output)
+    save_image(tensor_to_pil(showcase(checkpoints, photos, args.size)), args.output, quality=85)
     print(f"wrote {args.output}")
     return 0
 
