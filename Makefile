@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	@echo "== 1/3 stylize with the shipped starry_night network"
 	$(PY) -m fastnst.cli stylize --ckpt checkpoints/starry_night.safetensors $(PHOTO) -o $(DEMO) --overwrite
-	@echo "== 2/3 train starry_night for a short real run on the shipped photos (light network, 128 px, bf16)"
+	@echo "== 2/3 train starry_night for a short real run on the shipped photos (light network, 128 px; bf16 where the CPU has it)"
 	rm -f $(DEMO)/starry_night.safetensors
 	$(PY) scripts/train.py experiment=demo
 	@echo "== 3/3 stylize with the network just trained"
