@@ -21,16 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastnst.io import IMAGE_EXTENSIONS
-
-VIDEO_EXTENSIONS = (
-    ".mp4",
-    ".mov",
-    ".mkv",
-    ".avi",
-    ".webm",
-    ".m4v",
-)  # as fastnst.video (not imported: PyAV is optional)
+from fastnst.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -68,7 +59,7 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[tuple[Path, Path | None]]
             wanted = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
             if not files:
-                problems.append(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+                problems.append(f"{path}: folder holds no images or videos ({', '.join(wanted)})")
             for file in files:
                 add(file, path)
         elif path.is_file():

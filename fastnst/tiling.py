@@ -30,6 +30,11 @@ class _Stop(Exception):
     """Raised by an observer to end a forward pass early."""
 
 
+def _up4(n: int) -> int:
+    """``n`` rounded up to a multiple of 4 (the network downsamples twice by 2)."""
+    return -(-n // 4) * 4
+
+
 # Overlap (px) on each side of a tile: context for the convolutions near its edges
 # (starry_night, fp32: tiled output within 3e-4/255 of the whole image).
 TILE_HALO = 64
@@ -78,9 +83,9 @@ def stylize_tiled(
     """
     forward = forward or net
     device = device or next(net.parameters()).device
-    tile, halo = -(-tile // 4) * 4, -(-halo // 4) * 4
+    tile, halo = _up4(tile), _up4(halo)
     b, _, h, w = images.shape
-    pad_h, pad_w = -h % 4, -w % 4
+    pad_h, pad_w = _up4(h) - h, _up4(w) - w
     if pad_h or pad_w:
         images = F.pad(images, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > 4 else "replicate")
     hp, wp = images.shape[-2:]
@@ -137,6 +142,5 @@ def stylize_tiled(
 
 def num_tile_passes(height: int, width: int, tile: int, halo: int, net: TransformerNet) -> int:
     """How many tile forwards :func:`stylize_tiled` makes (for progress bars)."""
-    tile, halo = -(-tile // 4) * 4, -(-halo // 4) * 4
     n_norms = sum(isinstance(m, InstanceNorm) for m in net.modules())
-    return len(tile_boxes(height + (-height % 4), width + (-width % 4), tile, halo)) * (n_norms + 1)
+    return len(tile_boxes(_up4(height), _up4(width), _up4(tile), _up4(halo))) * (n_norms + 1)

@@ -32,16 +32,11 @@ import torch
 from fastnst.io import atomic_path
 from fastnst.models.transformer_net import InstanceNorm
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 _DONE = object()
 
 
 class VideoError(ValueError):
     """A video cannot be read or written; the message names the file."""
-
-
-def is_video(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def _require_av():
