@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-images", type=int, default=8)
     ev.add_argument("--compare-optimize", action="store_true", help="also run Gatys on each photo")
     ev.add_argument("--optimize-steps", type=int, default=500)
+    ev.add_argument(
+        "--cache-dir", type=Path, default=None,
+        help="where Gatys results are kept for the next evaluation (default $FASTNST_CACHE_DIR or ~/.cache/fastnst)",
+    )  # fmt: skip
+    ev.add_argument("--no-cache", action="store_true", help="always run Gatys, keep nothing")
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     ev.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
 
@@ -433,7 +438,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fastnst.checkpoint import CheckpointError
-    from fastnst.evaluate import evaluate
+    from fastnst.evaluate import default_cache_dir, evaluate
     from fastnst.inference import Stylizer
     from fastnst.io import ImageReadError
     from fastnst.optimize import GatysConfig
@@ -450,6 +455,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             stylizer, Path(args.style), photos, Path(args.output_dir), size=args.size,
             compare_optimize=args.compare_optimize, optimize_config=GatysConfig(steps=args.optimize_steps),
             progress=lambda message: print(message, file=sys.stderr),
+            cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
         )  # fmt: skip
     except (CheckpointError, ImageReadError, ValueError) as exc:
         return fail(str(exc))

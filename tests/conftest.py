@@ -16,6 +16,12 @@ SHARED = ROOT.parent / "shared"
 TINY_NET = {"width": 0.25, "num_residual_blocks": 1}
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Tests never read or fill the user's ~/.cache/fastnst."""
+    monkeypatch.setenv("FASTNST_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 def load_script(name: str):
     """Import scripts/<name>.py as a module (scripts are not part of the package)."""
     spec = importlib.util.spec_from_file_location(f"fastnst_scripts_{name}", ROOT / "scripts" / f"{name}.py")

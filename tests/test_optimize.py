@@ -98,3 +98,31 @@ def test_evaluate_writes_report_and_contact_sheet(tmp_path, tiny_ckpt, capsys):
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.width > 4 * 256 and sheet.height > 2 * 256  # 4 columns, 2 rows
     assert "mean style distance" in capsys.readouterr().out
+
+
+def test_evaluate_reuses_cached_gatys_results(tmp_path, tiny_ckpt):
+    import json
+
+    write_photo(tmp_path / "p" / "0.png", size=(40, 30))
+    style = write_photo(tmp_path / "style.png", seed=7)
+    cache = tmp_path / "cache"
+
+    def run(name, *extra):
+        args = ["evaluate", "--ckpt", str(tiny_ckpt), "--style", str(style), "--images", str(tmp_path / "p"),
+                "-o", str(tmp_path / name), "--size", "40", "--compare-optimize", "--cache-dir", str(cache), *extra]  # fmt: skip
+        assert main(args) == 0
+        return json.loads((tmp_path / name / "report.json").read_text())["photos"][0]
+
+    first = run("a", "--optimize-steps", "3")
+    again = run("b", "--optimize-steps", "3")
+    assert not first["gatys_cached"] and again["gatys_cached"]
+    assert again["gatys"] == first["gatys"]  # same image, same scores, the original run's time
+    assert "came from the cache" in (tmp_path / "b" / "report.md").read_text()
+    assert not run("c", "--optimize-steps", "4")["gatys_cached"]  # other settings: optimised again
+    for f in (cache / "gatys").iterdir():
+        f.write_bytes(b"truncated")
+    redone = run("d", "--optimize-steps", "3")
+    assert not redone["gatys_cached"] and redone["gatys"]["style_distance"] == pytest.approx(
+        first["gatys"]["style_distance"], rel=1e-4
+    )
+    assert not run("e", "--optimize-steps", "3", "--no-cache")["gatys_cached"]

@@ -127,11 +127,12 @@ def test_cpu_training_uses_bf16_only_where_it_is_native(train_cfg, monkeypatch):
 def test_gatys_loss_preset_is_the_evaluate_objective(train_cfg):
     from fastnst.optimize import GATYS_CONTENT_LAYERS, GatysConfig
 
-    cfg = train_cfg("experiment=starry_night_finetune")
+    cfg = train_cfg("experiment=finetune", "style=great_wave")
     OmegaConf.resolve(cfg)
     assert dict(cfg.loss.style_layers) == GatysConfig().style_layers
     assert tuple(cfg.loss.content_layers) == GATYS_CONTENT_LAYERS
-    assert Path(cfg.init_from).is_file() and "bsds500/test/*" in cfg.data.exclude
+    assert Path(cfg.init_from).name == "great_wave.safetensors" and Path(cfg.init_from).is_file()
+    assert "bsds500/test/*" in cfg.data.exclude
 
 
 def max_difference(a, b) -> float:
