@@ -227,6 +227,8 @@ def markdown(report: dict) -> str:
         ]
         cached = sum(bool(e.get("gatys_cached")) for e in report["photos"])
         if cached:
-            lines.append(f"Gatys results of {cached} photo(s) came from the cache; their ms is that of the run that made them.")
+            lines.append(
+                f"Gatys results of {cached} photo(s) came from the cache; their ms is that of the run that made them."
+            )
     lines += ["", "![contact sheet](contact_sheet.png)", ""]
     return "\n".join(lines)
