@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--overwrite", action="store_true")
 
     ev = sub.add_parser("evaluate", help="score a network against its painting, write a report and a contact sheet")
-    ev.add_argument("--ckpt", required=True)
+    ev.add_argument("--ckpt", required=True, nargs="+", help="one network, or several to compare side by side")
     ev.add_argument("--style", required=True, help="the painting the network was trained on")
     ev.add_argument("--images", nargs="+", required=True, help="photos: files, folders or globs")
     ev.add_argument("-o", "--output-dir", default="report")
@@ -438,7 +438,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fastnst.checkpoint import CheckpointError
-    from fastnst.evaluate import default_cache_dir, evaluate
+    from fastnst.evaluate import checkpoint_labels, default_cache_dir, evaluate
     from fastnst.inference import Stylizer
     from fastnst.io import ImageReadError
     from fastnst.optimize import GatysConfig
@@ -450,9 +450,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not photos:
         return fail("no photos to evaluate; give files, folders or globs with --images")
     try:
-        stylizer = Stylizer.from_checkpoint(args.ckpt, device=args.device, precision=args.precision)
+        paths = [Path(ckpt) for ckpt in args.ckpt]
+        stylizers = {
+            label: Stylizer.from_checkpoint(path, device=args.device, precision=args.precision)
+            for label, path in zip(checkpoint_labels(paths), paths)
+        }
         report = evaluate(
-            stylizer, Path(args.style), photos, Path(args.output_dir), size=args.size,
+            stylizers, Path(args.style), photos, Path(args.output_dir), size=args.size,
             compare_optimize=args.compare_optimize, optimize_config=GatysConfig(steps=args.optimize_steps),
             progress=lambda message: print(message, file=sys.stderr),
             cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
@@ -461,7 +465,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return fail(str(exc))
     for method, s in report["mean"].items():
         print(
-            f"{method:8s} mean style distance {s['style_distance']:.1f}, content distance {s['content_distance']:.1f}, "
+            f"{method:12s} mean style distance {s['style_distance']:.1f}, content distance {s['content_distance']:.1f}, "
             f"SSIM {s['ssim']:.3f}, {s['ms']:.1f} ms/image"
         )
     print(

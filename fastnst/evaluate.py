@@ -141,7 +141,7 @@ def contact_sheet(
 
 
 def evaluate(
-    stylizer: Stylizer,
+    stylizers: Stylizer | dict[str, Stylizer],
     style_path: Path,
     photos: list[Path],
     output_dir: Path,
@@ -151,27 +151,34 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
     cache_dir: Path | None = None,
 ) -> dict:
-    """Score the network (and optionally Gatys) on ``photos``; write report.md, report.json, contact_sheet.png.
+    """Score networks (and optionally Gatys) on ``photos``; write report.md, report.json, contact_sheet.png.
 
-    Gatys results are read from / written to ``cache_dir`` (None: always optimise).
+    Args:
+        stylizers: one network, or several by label (one column each, to compare settings).
+        cache_dir: where Gatys results are read from and written to (None: always optimise).
 
     Returns:
-        the report as a dict (per photo and means).
+        the report as a dict: per photo and mean scores by method (the labels, then ``gatys``).
     """
+    if not isinstance(stylizers, dict):
+        stylizers = {stylizers.style: stylizers}
+    if compare_optimize and "gatys" in stylizers:
+        raise ValueError("a network labelled 'gatys' would clash with the Gatys column; rename its checkpoint")
     output_dir.mkdir(parents=True, exist_ok=True)
     painting = read_image(style_path)
     style = pil_to_tensor(resize_long_side(painting, size)).unsqueeze(0)
     judge = Judge(style)
-    methods = ["network"] + (["gatys"] if compare_optimize else [])
+    methods = [*stylizers] + (["gatys"] if compare_optimize else [])
     per_photo, rows, captions = [], [], []
     for path in photos:
         photo = pil_to_tensor(resize_long_side(read_image(path), size)).unsqueeze(0)
         entry, row, caps = {"photo": str(path)}, [tensor_to_pil(photo), painting], ["", ""]
-        stylizer.stylize_tensor(photo)  # warm-up, so ms is the steady state
-        t0 = time.perf_counter()
-        out = stylizer.stylize_tensor(photo)
-        entry["network"] = asdict(judge.score(out, photo, 1000 * (time.perf_counter() - t0)))
-        row.append(tensor_to_pil(out))
+        for label, stylizer in stylizers.items():
+            stylizer.stylize_tensor(photo)  # warm-up, so ms is the steady state
+            t0 = time.perf_counter()
+            out = stylizer.stylize_tensor(photo)
+            entry[label] = asdict(judge.score(out, photo, 1000 * (time.perf_counter() - t0)))
+            row.append(tensor_to_pil(out))
         if compare_optimize:
             if progress:
                 progress(f"Gatys on {path.name}")
@@ -191,13 +198,21 @@ def evaluate(
     means = {
         m: {k: sum(e[m][k] for e in per_photo) / len(per_photo) for k in asdict(Scores(0, 0, 0, 0))} for m in methods
     }
-    report = {"style": stylizer.style, "painting": str(style_path), "size": size, "photos": per_photo, "mean": means}
-    headers = ["photo", "painting", f"network ({stylizer.style})"] + (["Gatys (L-BFGS)"] if compare_optimize else [])
+    styles = sorted({stylizer.style for stylizer in stylizers.values()})
+    report = {"style": ", ".join(styles), "painting": str(style_path), "size": size, "photos": per_photo, "mean": means}
+    headers = ["photo", "painting", *stylizers] + (["Gatys (L-BFGS)"] if compare_optimize else [])
     sheet = contact_sheet(rows, headers, captions)
     save_image(sheet, output_dir / "contact_sheet.png")
     (output_dir / "report.json").write_text(json.dumps(report, indent=2))
     (output_dir / "report.md").write_text(markdown(report))
     return report
+
+
+def checkpoint_labels(paths: list[Path]) -> list[str]:
+    """Short unique column labels for checkpoints: the file stem, with its folder where stems repeat."""
+    stems = [path.stem for path in paths]
+    labels = [stem if stems.count(stem) == 1 else f"{path.parent.name}/{stem}" for stem, path in zip(stems, paths)]
+    return [label if labels.count(label) == 1 else str(path) for label, path in zip(labels, paths)]
 
 
 def markdown(report: dict) -> str:
@@ -218,13 +233,15 @@ def markdown(report: dict) -> str:
             f"| {name} | {method} | {s['style_distance']:.1f} | {s['content_distance']:.1f} | {s['ssim']:.3f} | {s['ms']:.1f} |"
         )
     if "gatys" in report["mean"]:
-        n, g = report["mean"]["network"], report["mean"]["gatys"]
-        lines += [
-            "",
-            f"Network vs Gatys: style distance {n['style_distance'] / max(g['style_distance'], 1e-12):.2f}x, "
-            f"content distance {n['content_distance'] / max(g['content_distance'], 1e-12):.2f}x, "
-            f"time {n['ms'] / max(g['ms'], 1e-12):.5f}x.",
-        ]
+        g = report["mean"]["gatys"]
+        lines.append("")
+        for method in methods[:-1]:
+            n = report["mean"][method]
+            lines.append(
+                f"{method} vs Gatys: style distance {n['style_distance'] / max(g['style_distance'], 1e-12):.2f}x, "
+                f"content distance {n['content_distance'] / max(g['content_distance'], 1e-12):.2f}x, "
+                f"time {n['ms'] / max(g['ms'], 1e-12):.5f}x."
+            )
         cached = sum(bool(e.get("gatys_cached")) for e in report["photos"])
         if cached:
             lines.append(

@@ -90,9 +90,10 @@ def test_evaluate_writes_report_and_contact_sheet(tmp_path, tiny_ckpt, capsys):
     import json
 
     report = json.loads((out / "report.json").read_text())
-    assert len(report["photos"]) == 2 and set(report["mean"]) == {"network", "gatys"}
-    assert all(0 <= e["network"]["ssim"] <= 1 and e["gatys"]["ms"] > 0 for e in report["photos"])
-    assert "Network vs Gatys" in (out / "report.md").read_text()
+    net = tiny_ckpt.stem
+    assert len(report["photos"]) == 2 and set(report["mean"]) == {net, "gatys"}
+    assert all(0 <= e[net]["ssim"] <= 1 and e["gatys"]["ms"] > 0 for e in report["photos"])
+    assert f"{net} vs Gatys: style distance" in (out / "report.md").read_text()
     from PIL import Image
 
     sheet = Image.open(out / "contact_sheet.png")
@@ -126,3 +127,28 @@ def test_evaluate_reuses_cached_gatys_results(tmp_path, tiny_ckpt):
         first["gatys"]["style_distance"], rel=1e-4
     )
     assert not run("e", "--optimize-steps", "3", "--no-cache")["gatys_cached"]
+
+
+def test_evaluate_compares_several_networks_side_by_side(tmp_path, tiny_ckpt):
+    import json
+
+    from PIL import Image
+
+    from fastnst.evaluate import checkpoint_labels
+
+    other = tmp_path / "b" / tiny_ckpt.name
+    other.parent.mkdir()
+    other.write_bytes(tiny_ckpt.read_bytes())
+    write_photo(tmp_path / "p.png", size=(40, 30))
+    style = write_photo(tmp_path / "style.png", seed=7)
+    labels = checkpoint_labels([tiny_ckpt, other])
+    assert labels == [f"{tiny_ckpt.parent.name}/{tiny_ckpt.stem}", f"b/{tiny_ckpt.stem}"]
+    code = main(["evaluate", "--ckpt", str(tiny_ckpt), str(other), "--style", str(style),
+                 "--images", str(tmp_path / "p.png"), "-o", str(tmp_path / "r"), "--size", "40"])  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert list(report["mean"]) == labels
+    # The same weights give the same scores in both columns.
+    a, b = (report["photos"][0][label] for label in labels)
+    assert a["style_distance"] == pytest.approx(b["style_distance"]) and a["ssim"] == pytest.approx(b["ssim"])
+    assert Image.open(tmp_path / "r" / "contact_sheet.png").width > 4 * 256  # photo, painting, two networks
