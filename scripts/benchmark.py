@@ -26,6 +26,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fastnst.inference import cpu_has_fast_bf16  # noqa: E402
 from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig  # noqa: E402
 
 SIZES = {"256": (256, 256), "512": (512, 512), "1080p": (1080, 1920), "4k": (2160, 3840)}
@@ -147,7 +148,10 @@ def bench_inference(args, device: torch.device) -> list[dict]:
 
 
 def bench_onnxruntime(args) -> list[dict]:
-    """The same network exported to ONNX and run by ONNX Runtime on the CPU (fp32), batch 1."""
+    """The same network exported to ONNX and run by ONNX Runtime on the CPU (fp32), batch 1.
+
+    Against PyTorch fp32 and, where the CPU runs bf16 natively, PyTorch's default there (bf16 autocast).
+    """
     try:
         import onnxruntime as ort
     except ImportError:
@@ -175,16 +179,23 @@ def bench_onnxruntime(args) -> list[dict]:
                 )
                 with torch.inference_mode():
                     torch_sec = timed(lambda x=x, n=net: n(x), torch.device("cpu"), args.warmup, args.repeat)
+                    bf16_sec = None  # emulated bf16 would be slow and tell nothing
+                    if cpu_has_fast_bf16():
+                        with torch.autocast("cpu", dtype=torch.bfloat16):
+                            bf16_sec = timed(lambda x=x, n=net: n(x), torch.device("cpu"), args.warmup, args.repeat)
                 rows.append(
                     {
                         "width": width,
                         "size": size_name,
                         "onnxruntime_ms": 1000 * onnx_sec,
                         "torch_fp32_ms": 1000 * torch_sec,
+                        "torch_bf16_ms": bf16_sec and 1000 * bf16_sec,
                     }
                 )
+                bf16 = (f"{1000 * bf16_sec:.1f}", f"{bf16_sec / onnx_sec:.2f}x") if bf16_sec else ("–", "–")
                 print(
-                    f"| {width} | {size_name} | {1000 * torch_sec:.1f} | {1000 * onnx_sec:.1f} | {torch_sec / onnx_sec:.2f}x |",
+                    f"| {width} | {size_name} | {1000 * torch_sec:.1f} | {bf16[0]} | {1000 * onnx_sec:.1f} "
+                    f"| {torch_sec / onnx_sec:.2f}x | {bf16[1]} |",
                     flush=True,
                 )
     return rows
@@ -334,7 +345,9 @@ def main(argv: list[str] | None = None) -> dict:
         results["inference"] = bench_inference(args, device)
     if "onnxruntime" in args.sections:
         print(
-            "\n## ONNX Runtime vs PyTorch (CPU, fp32, batch 1)\n\n| width | size | torch ms | onnxruntime ms | speed-up |\n|---|---|---|---|---|"
+            "\n## ONNX Runtime (fp32) vs PyTorch (CPU, batch 1)\n\n"
+            "| width | size | torch fp32 ms | torch bf16 ms | onnxruntime ms | ORT vs torch fp32 | ORT vs torch bf16 |\n"
+            "|---|---|---|---|---|---|---|"
         )
         results["onnxruntime"] = bench_onnxruntime(args)
     if "training" in args.sections:

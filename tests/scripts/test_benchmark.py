@@ -15,7 +15,7 @@ def test_quick_benchmark_prints_tables_and_json(tmp_path, capsys):
     assert rows and all(r["ms_per_image"] > 0 and r["gflop_per_image"] > 0 for r in rows)
     assert rows[0]["speedup"] == 1.0  # the fp32 eager baseline row
     assert {r["variant"] for r in results["training"]} >= {"fp32 eager", "bf16 + channels_last"}
-    assert all(r["onnxruntime_ms"] > 0 for r in results["onnxruntime"])
+    assert all(r["onnxruntime_ms"] > 0 and r["torch_fp32_ms"] > 0 for r in results["onnxruntime"])
 
 
 def test_flop_count_matches_the_paper_network():
