@@ -118,25 +118,34 @@ def _font(size: int) -> ImageFont.ImageFont:
 def contact_sheet(
     rows: list[list[Image.Image]], headers: list[str], captions: list[list[str]], cell: int = 256
 ) -> Image.Image:
-    """A labelled grid: one row per photo, one column per header; captions under each cell."""
+    """A labelled grid: one row per photo, one column per header; captions under each cell.
+
+    Images are fitted into ``cell`` x ``cell``; each row is as tall as its tallest image,
+    so landscape photos leave no empty bands.
+    """
     header_h, caption_h, pad = 28, 20, 6
-    cols = len(headers)
-    width = cols * (cell + pad) + pad
-    height = header_h + len(rows) * (cell + caption_h + pad) + pad
+    thumbs = []
+    for images in rows:
+        row = [image.copy() for image in images]
+        for thumb in row:
+            thumb.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+        thumbs.append(row)
+    heights = [max(thumb.height for thumb in row) for row in thumbs]
+    width = len(headers) * (cell + pad) + pad
+    height = header_h + sum(h + caption_h + pad for h in heights) + pad
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     font, small = _font(18), _font(13)
     for c, header in enumerate(headers):
         draw.text((pad + c * (cell + pad) + 4, 5), header, fill="black", font=font)
-    for r, images in enumerate(rows):
-        top = header_h + r * (cell + caption_h + pad)
-        for c, image in enumerate(images):
-            thumb = image.copy()
-            thumb.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+    top = header_h
+    for r, (row, row_h) in enumerate(zip(thumbs, heights)):
+        for c, thumb in enumerate(row):
             left = pad + c * (cell + pad)
-            sheet.paste(thumb, (left + (cell - thumb.width) // 2, top + (cell - thumb.height) // 2))
+            sheet.paste(thumb, (left + (cell - thumb.width) // 2, top + (row_h - thumb.height) // 2))
             if captions[r][c]:
-                draw.text((left + 2, top + cell + 3), captions[r][c], fill="black", font=small)
+                draw.text((left + 2, top + row_h + 3), captions[r][c], fill="black", font=small)
+        top += row_h + caption_h + pad
     return sheet
 
 

@@ -97,7 +97,7 @@ def test_evaluate_writes_report_and_contact_sheet(tmp_path, tiny_ckpt, capsys):
     from PIL import Image
 
     sheet = Image.open(out / "contact_sheet.png")
-    assert sheet.width > 4 * 256 and sheet.height > 2 * 256  # 4 columns, 2 rows
+    assert sheet.width > 4 * 256 and sheet.height > 2 * 30  # 4 columns, 2 rows
     assert "mean style distance" in capsys.readouterr().out
 
 
@@ -152,3 +152,16 @@ def test_evaluate_compares_several_networks_side_by_side(tmp_path, tiny_ckpt):
     a, b = (report["photos"][0][label] for label in labels)
     assert a["style_distance"] == pytest.approx(b["style_distance"]) and a["ssim"] == pytest.approx(b["ssim"])
     assert Image.open(tmp_path / "r" / "contact_sheet.png").width > 4 * 256  # photo, painting, two networks
+
+
+def test_contact_sheet_rows_fit_their_images():
+    from PIL import Image
+
+    from fastnst.evaluate import contact_sheet
+
+    wide, tall = Image.new("RGB", (512, 256), "red"), Image.new("RGB", (200, 400), "blue")
+    sheet = contact_sheet([[wide, wide], [wide, tall]], ["a", "b"], [["x", "y"], ["", ""]])
+    # Row 1: two 256 x 128 thumbnails, so 128 px tall; row 2 is as tall as the portrait (256 px).
+    assert sheet.size == (2 * (256 + 6) + 6, 28 + (128 + 26) + (256 + 26) + 6)
+    assert sheet.getpixel((6 + 128, 28 + 64)) == (255, 0, 0)  # row 1's first image, centred in its cell
+    assert sheet.getpixel((6 + 262 + 128, 28 + 154 + 128)) == (0, 0, 255)  # the portrait in row 2
