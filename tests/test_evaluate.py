@@ -1,0 +1,83 @@
+"""fastnst.evaluate: reports, contact sheets, several networks, the Gatys cache."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from fastnst.cli import main
+from fastnst.evaluate import checkpoint_labels, contact_sheet
+
+from conftest import write_photo
+
+
+def test_evaluate_writes_report_and_contact_sheet(tmp_path, tiny_ckpt, capsys):
+    for i in range(2):
+        write_photo(tmp_path / "p" / f"{i}.png", size=(40, 30), seed=i)
+    style = write_photo(tmp_path / "style.png", seed=7)
+    out = tmp_path / "report"
+    code = main(["evaluate", "--ckpt", str(tiny_ckpt), "--style", str(style), "--images", str(tmp_path / "p"),
+                 "-o", str(out), "--size", "40", "--compare-optimize", "--optimize-steps", "3"])  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    net = tiny_ckpt.stem
+    assert len(report["photos"]) == 2 and set(report["mean"]) == {net, "gatys"}
+    assert all(0 <= e[net]["ssim"] <= 1 and e["gatys"]["ms"] > 0 for e in report["photos"])
+    assert f"{net} vs Gatys: style distance" in (out / "report.md").read_text()
+    sheet = Image.open(out / "contact_sheet.png")
+    assert sheet.width > 4 * 256 and sheet.height > 2 * 30  # 4 columns, 2 rows
+    assert "mean style distance" in capsys.readouterr().out
+
+
+def test_evaluate_reuses_cached_gatys_results(tmp_path, tiny_ckpt):
+    write_photo(tmp_path / "p" / "0.png", size=(40, 30))
+    style = write_photo(tmp_path / "style.png", seed=7)
+    cache = tmp_path / "cache"
+
+    def run(name, *extra):
+        args = ["evaluate", "--ckpt", str(tiny_ckpt), "--style", str(style), "--images", str(tmp_path / "p"),
+                "-o", str(tmp_path / name), "--size", "40", "--compare-optimize", "--cache-dir", str(cache), *extra]  # fmt: skip
+        assert main(args) == 0
+        return json.loads((tmp_path / name / "report.json").read_text())["photos"][0]
+
+    first = run("a", "--optimize-steps", "3")
+    again = run("b", "--optimize-steps", "3")
+    assert not first["gatys_cached"] and again["gatys_cached"]
+    assert again["gatys"] == first["gatys"]  # same image, same scores, the original run's time
+    assert "came from the cache" in (tmp_path / "b" / "report.md").read_text()
+    assert not run("c", "--optimize-steps", "4")["gatys_cached"]  # other settings: optimised again
+    for f in (cache / "gatys").iterdir():
+        f.write_bytes(b"truncated")
+    redone = run("d", "--optimize-steps", "3")
+    assert not redone["gatys_cached"] and redone["gatys"]["style_distance"] == pytest.approx(
+        first["gatys"]["style_distance"], rel=1e-4
+    )
+    assert not run("e", "--optimize-steps", "3", "--no-cache")["gatys_cached"]
+
+
+def test_evaluate_compares_several_networks_side_by_side(tmp_path, tiny_ckpt):
+    other = tmp_path / "b" / tiny_ckpt.name
+    other.parent.mkdir()
+    other.write_bytes(tiny_ckpt.read_bytes())
+    write_photo(tmp_path / "p.png", size=(40, 30))
+    style = write_photo(tmp_path / "style.png", seed=7)
+    labels = checkpoint_labels([tiny_ckpt, other])
+    assert labels == [f"{tiny_ckpt.parent.name}/{tiny_ckpt.stem}", f"b/{tiny_ckpt.stem}"]
+    code = main(["evaluate", "--ckpt", str(tiny_ckpt), str(other), "--style", str(style),
+                 "--images", str(tmp_path / "p.png"), "-o", str(tmp_path / "r"), "--size", "40"])  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert list(report["mean"]) == labels
+    # The same weights give the same scores in both columns.
+    a, b = (report["photos"][0][label] for label in labels)
+    assert a["style_distance"] == pytest.approx(b["style_distance"]) and a["ssim"] == pytest.approx(b["ssim"])
+    assert Image.open(tmp_path / "r" / "contact_sheet.png").width > 4 * 256  # photo, painting, two networks
+
+
+def test_contact_sheet_rows_fit_their_images():
+    wide, tall = Image.new("RGB", (512, 256), "red"), Image.new("RGB", (200, 400), "blue")
+    sheet = contact_sheet([[wide, wide], [wide, tall]], ["a", "b"], [["x", "y"], ["", ""]])
+    # Row 1: two 256 x 128 thumbnails, so 128 px tall; row 2 is as tall as the portrait (256 px).
+    assert sheet.size == (2 * (256 + 6) + 6, 28 + (128 + 26) + (256 + 26) + 6)
+    assert sheet.getpixel((6 + 128, 28 + 64)) == (255, 0, 0)  # row 1's first image, centred in its cell
+    assert sheet.getpixel((6 + 262 + 128, 28 + 154 + 128)) == (0, 0, 255)  # the portrait in row 2
