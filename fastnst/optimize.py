@@ -98,7 +98,7 @@ def _optimise(content, style, vgg, config, start, progress, offset: int = 0) -> 
             loss = loss_fn()
             loss.backward()
             if progress:
-                progress(offset + min(config.steps, optimizer.state[image].get("n_iter", 0) + 1), float(loss))
+                progress(offset + min(config.steps, optimizer.state[image].get("n_iter", 0) + 1), loss.item())
             return loss
 
         optimizer.step(closure)
@@ -112,7 +112,7 @@ def _optimise(content, style, vgg, config, start, progress, offset: int = 0) -> 
             with torch.no_grad():
                 image.clamp_(0, 1)
             if progress:
-                progress(offset + step + 1, float(loss))
+                progress(offset + step + 1, loss.item())
     else:
         raise ValueError(f"optimizer {config.optimizer!r}: use lbfgs or adam")
     return image.detach().clamp(0, 1)
