@@ -119,3 +119,20 @@ def train_cfg(tmp_path: Path, photo_dir: Path, style_path: Path):
 
     yield make
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def shipped_cfg():
+    """Compose the configs as a user's command line would, with no test overrides (nothing is run)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    load_script("train")
+
+    def make(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            return compose("train", overrides=list(overrides))
+
+    yield make
+    GlobalHydra.instance().clear()
