@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -62,13 +61,6 @@ class Judge:
         luma = rgb_to_yuv(image)[:, :1], rgb_to_yuv(photo)[:, :1]
         ssim = structural_similarity_index_measure(luma[0], luma[1], data_range=1.0)
         return Scores(float(style), float(content), float(ssim), ms)
-
-
-def default_cache_dir() -> Path:
-    """``$FASTNST_CACHE_DIR``, else ``$XDG_CACHE_HOME/fastnst``, else ``~/.cache/fastnst``."""
-    if os.environ.get("FASTNST_CACHE_DIR"):
-        return Path(os.environ["FASTNST_CACHE_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "fastnst"
 
 
 def cached_gatys(

@@ -200,12 +200,53 @@ class OnnxStylizer(Stylizer):
         return self._run(x)
 
 
-def load_stylizer(path: str | Path, **kwargs) -> Stylizer:
-    """A :class:`Stylizer` for a ``.safetensors``/``.ckpt`` file, or an :class:`OnnxStylizer` for ``.onnx``."""
-    if str(path).lower().endswith(".onnx"):
+def onnx_stylizer_for(path: str | Path, cache_dir: Path | None = None) -> OnnxStylizer:
+    """Run a ``.safetensors``/``.ckpt`` network with ONNX Runtime (CPU, fp32).
+
+    The network is exported to ONNX once, into ``<cache>/onnx/`` under a hash of the
+    checkpoint's bytes, so later runs start at once and a retrained file is exported again.
+    """
+    import hashlib
+
+    from fastnst.export import export_onnx
+    from fastnst.io import default_cache_dir
+
+    loaded = load_network(path)
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:32]
+    onnx_path = (cache_dir or default_cache_dir()) / "onnx" / f"{digest}.onnx"
+    if not onnx_path.is_file():
+        onnx_path.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(loaded.net, onnx_path)
+    stylizer = OnnxStylizer(onnx_path, style=loaded.style)
+    stylizer.info = dict(loaded.info)
+    return stylizer
+
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+def load_stylizer(path: str | Path, backend: str = "torch", **kwargs) -> Stylizer:
+    """A :class:`Stylizer` for a ``.safetensors``/``.ckpt`` file, or an :class:`OnnxStylizer` for ``.onnx``.
+
+    Args:
+        backend: ``torch``, or ``onnxruntime`` to run a checkpoint through ONNX Runtime on the
+            CPU (fp32; faster than PyTorch on CPUs at large sizes, see docs/benchmarks.md).
+        kwargs: for :class:`Stylizer` (device, precision, compile).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    is_onnx = str(path).lower().endswith(".onnx")
+    if is_onnx or backend == "onnxruntime":
+        asked = {k: v for k, v in kwargs.items() if v not in (None, False, "auto", "cpu", "fp32")}
+        if asked:
+            flags = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in asked.items())
+            raise ValueError(f"ONNX Runtime runs on the CPU in fp32; drop {flags} or use the torch backend")
+    if is_onnx:
         if not Path(path).is_file():
             from fastnst.checkpoint import CheckpointError
 
             raise CheckpointError(f"{path}: ONNX file not found")
         return OnnxStylizer(path)
+    if backend == "onnxruntime":
+        return onnx_stylizer_for(path)
     return Stylizer.from_checkpoint(path, **kwargs)

@@ -111,6 +111,13 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def default_cache_dir() -> Path:
+    """``$FASTNST_CACHE_DIR``, else ``$XDG_CACHE_HOME/fastnst``, else ``~/.cache/fastnst``."""
+    if os.environ.get("FASTNST_CACHE_DIR"):
+        return Path(os.environ["FASTNST_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "fastnst"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""

@@ -157,6 +157,35 @@ def test_export_formats_match_pytorch(tmp_path, tiny_ckpt, capsys, fmt):
     assert code == 2 and "exists" in err
 
 
+def test_onnxruntime_backend_exports_once_and_matches_torch(tmp_path, tiny_ckpt, capsys, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is an optional extra: pip install 'fastnst[onnx]'")
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.setenv("FASTNST_CACHE_DIR", str(tmp_path / "cache"))
+    photo = write_photo(tmp_path / "p.png", size=(50, 38))
+    outs = {}
+    for backend in ("torch", "onnxruntime", "onnxruntime"):
+        target = tmp_path / f"{backend}.png"
+        code, _, err = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "--output", target, "--quiet",
+                           "--backend", backend, "--precision" if backend == "torch" else "--device",
+                           "fp32" if backend == "torch" else "cpu", "--overwrite")  # fmt: skip
+        assert code == 0, err
+        outs[backend] = np.asarray(Image.open(target), dtype=np.int16)
+        if backend == "onnxruntime":
+            (exported,) = (tmp_path / "cache" / "onnx").glob("*.onnx")  # one export, reused by the second run
+            stamp = outs.setdefault("stamp", exported.stat().st_mtime_ns)
+            assert exported.stat().st_mtime_ns == stamp
+    assert outs["onnxruntime"].shape == outs["torch"].shape == (38, 50, 3)
+    assert np.abs(outs["onnxruntime"] - outs["torch"]).max() <= 1  # same network, 8-bit rounding apart
+    code, _, err = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "-o", tmp_path, "--backend", "onnxruntime",
+                       "--precision", "bf16")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and "drop --precision bf16" in err
+    code, _, err = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "-o", tmp_path, "--backend", "onnxruntime",
+                       "--tile", "32")  # fmt: skip
+    assert code == 2 and "--tile needs the torch backend" in err
+
+
 def test_input_given_twice_is_done_once(tmp_path, tiny_ckpt, capsys):
     photo = write_photo(tmp_path / "p.png")
     code, out, err = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, photo, "-o", tmp_path / "o", "--quiet")
