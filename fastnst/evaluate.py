@@ -129,6 +129,8 @@ def contact_sheet(
     draw = ImageDraw.Draw(sheet)
     font, small = _font(18), _font(13)
     for c, header in enumerate(headers):
+        while len(header) > 4 and draw.textlength(header, font=font) > cell - 8:
+            header = header[:-2] + "…"  # keep long labels inside their column
         draw.text((pad + c * (cell + pad) + 4, 5), header, fill="black", font=font)
     top = header_h
     for r, (row, row_h) in enumerate(zip(thumbs, heights)):
@@ -204,8 +206,9 @@ def evaluate(
     headers = ["photo", "painting", *stylizers] + (["Gatys (L-BFGS)"] if compare_optimize else [])
     sheet = contact_sheet(rows, headers, captions)
     save_image(sheet, output_dir / "contact_sheet.png")
-    (output_dir / "report.json").write_text(json.dumps(report, indent=2))
-    (output_dir / "report.md").write_text(markdown(report))
+    for name, text in (("report.json", json.dumps(report, indent=2)), ("report.md", markdown(report))):
+        with atomic_path(output_dir / name) as tmp:
+            tmp.write_text(text)
     return report
 
 
