@@ -10,6 +10,7 @@ Any config value can be overridden on the command line (see configs/).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -206,8 +207,22 @@ def train(cfg: DictConfig) -> dict:
     }
 
 
+def remove_unused_run_dir(run_dir: Path) -> None:
+    """Remove the run folder Hydra made at start-up if nothing but its config went in.
+
+    That is a run stopped by a bad setting before training, or a resumed run, which
+    writes into the folder it resumes.
+    """
+    if run_dir.is_dir() and {path.name for path in run_dir.iterdir()} <= {".hydra"}:
+        shutil.rmtree(run_dir)
+        if run_dir.parent.is_dir() and not any(run_dir.parent.iterdir()):
+            run_dir.parent.rmdir()  # the style's folder, when this was its only run
+
+
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
     from fastnst.checkpoint import CheckpointError
     from fastnst.data import DataError
     from fastnst.io import ImageReadError
@@ -219,6 +234,8 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, DataError, ImageReadError, WeightsError, CheckpointError, NonFiniteLossError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        remove_unused_run_dir(Path(HydraConfig.get().runtime.output_dir))
     if result["skipped_files"]:
         print(f"skipped {len(result['skipped_files'])} unreadable training files:", file=sys.stderr)
         for reason in result["skipped_files"]:

@@ -65,3 +65,5 @@ def test_kill_9_then_resume(tmp_path, photo_dir, style_path):
     steps = sorted({s for s, _ in scalars(run_dir)["train/loss"]})
     assert steps[-1] == target - 1
     assert len(list(run_dir.glob("tensorboard/events.out.tfevents.*"))) == 2  # same folder, curves continue
+    # The resumed run wrote into the old folder; the one Hydra made for it at start-up is gone.
+    assert [d.name for d in (tmp_path / "logs" / "killme").iterdir()] == [run_dir.name]

@@ -186,6 +186,16 @@ def run_cli(*args, timeout=300):
     )
 
 
+def test_bad_setting_leaves_no_run_folder(tmp_path, photo_dir, style_path):
+    result = run_cli(
+        "style=custom", f"style.image={style_path}", "style.name=early", f"data.root={photo_dir}",
+        f"init_from={tmp_path / 'missing.safetensors'}", f"paths.log_dir={tmp_path / 'logs'}", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "missing.safetensors: checkpoint not found" in result.stderr
+    assert not (tmp_path / "logs" / "early").exists()  # Hydra's folder for the run, with only its config, removed
+
+
 def test_unknown_style_lists_available(tmp_path):
     result = run_cli("style=no_such_style", f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0
