@@ -117,8 +117,9 @@ def test_every_shipped_network_has_a_style_preset_that_composes(shipped_cfg):
         cfg = shipped_cfg(f"style={style}")
         assert cfg.style.name == style and cfg.loss.style_weight == cfg.style.style_weight
         # Paintings come with the package (starry_night) or from ../shared on development machines.
-        if SHARED.is_dir() or not cfg.style.image.startswith(str(SHARED)):
-            assert Path(cfg.style.image).is_file()
+        image = Path(cfg.style.image).resolve()
+        if SHARED.is_dir() or not image.is_relative_to(SHARED.resolve()):
+            assert image.is_file(), f"style={style}: {image} missing"
 
 
 def test_cpu_training_uses_bf16_only_where_it_is_native(train_cfg, monkeypatch):
