@@ -78,8 +78,8 @@ def tiny_ckpt(tmp_path: Path, tiny_net) -> Path:
 
 
 @pytest.fixture
-def train_cfg(tmp_path: Path, photo_dir: Path, style_path: Path):
-    """Compose the real configs with a tiny, fast setup; yields a function taking extra overrides."""
+def shipped_cfg():
+    """Compose the configs as a user's command line would; yields a function taking overrides (nothing is run)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -88,51 +88,41 @@ def train_cfg(tmp_path: Path, photo_dir: Path, style_path: Path):
     def make(*overrides: str):
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            return compose(
-                "train",
-                overrides=[
-                    "style=custom",
-                    f"style.image={style_path}",
-                    "style.name=tiny",
-                    "style.size=64",
-                    f"data.root={photo_dir}",
-                    "data.image_size=32",
-                    "data.batch_size=2",
-                    "data.num_workers=0",
-                    "data.num_val_images=2",
-                    "model.width=0.25",
-                    "model.num_residual_blocks=1",
-                    "loss.vgg.weights=random",
-                    "loss.vgg.channel_scale=0.125",
-                    "trainer=cpu",
-                    "trainer.max_steps=2",
-                    "trainer.log_every_n_steps=1",
-                    "trainer.enable_model_summary=false",
-                    "~callbacks.progress_bar",
-                    "trainer.enable_progress_bar=false",
-                    f"paths.output_dir={tmp_path / 'run'}",
-                    f"paths.log_dir={tmp_path / 'logs'}",
-                    f"paths.export_dir={tmp_path / 'export'}",
-                    *overrides,
-                ],
-            )
+            return compose("train", overrides=list(overrides))
 
     yield make
     GlobalHydra.instance().clear()
 
 
 @pytest.fixture
-def shipped_cfg():
-    """Compose the configs as a user's command line would, with no test overrides (nothing is run)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    load_script("train")
+def train_cfg(shipped_cfg, tmp_path: Path, photo_dir: Path, style_path: Path):
+    """The real configs with a tiny, fast setup; yields a function taking extra overrides."""
 
     def make(*overrides: str):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            return compose("train", overrides=list(overrides))
+        return shipped_cfg(
+            "style=custom",
+            f"style.image={style_path}",
+            "style.name=tiny",
+            "style.size=64",
+            f"data.root={photo_dir}",
+            "data.image_size=32",
+            "data.batch_size=2",
+            "data.num_workers=0",
+            "data.num_val_images=2",
+            "model.width=0.25",
+            "model.num_residual_blocks=1",
+            "loss.vgg.weights=random",
+            "loss.vgg.channel_scale=0.125",
+            "trainer=cpu",
+            "trainer.max_steps=2",
+            "trainer.log_every_n_steps=1",
+            "trainer.enable_model_summary=false",
+            "~callbacks.progress_bar",
+            "trainer.enable_progress_bar=false",
+            f"paths.output_dir={tmp_path / 'run'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"paths.export_dir={tmp_path / 'export'}",
+            *overrides,
+        )
 
-    yield make
-    GlobalHydra.instance().clear()
+    return make

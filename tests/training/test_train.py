@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, load_script
+from conftest import ROOT, SHARED, load_script
 
 train_script = load_script("train")
 LOSS_TAGS = {"train/content_loss", "train/style_loss", "train/tv_loss", "train/loss"}
@@ -108,8 +108,6 @@ def test_non_finite_loss_names_step_and_cause(train_cfg):
 
 
 def test_every_shipped_network_has_a_style_preset_that_composes(shipped_cfg):
-    from conftest import ROOT, SHARED
-
     shipped = sorted(path.stem for path in (ROOT / "checkpoints").glob("*.safetensors"))
     assert "starry_night" in shipped
     for style in shipped:
