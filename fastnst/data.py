@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from fastnst.io import IMAGE_EXTENSIONS, ImageReadError, pil_to_tensor, read_image
 
@@ -76,8 +76,22 @@ def center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
+def item_rng(seed: int, *key: int) -> random.Random:
+    """A random generator determined by ``seed`` and integer ``key`` (same stream in every process)."""
+    mixed = seed
+    for part in key:
+        mixed = (mixed * 1_000_003 + part + 0x9E3779B9) % (1 << 61)
+    return random.Random(mixed)
+
+
 class ImageFolderDataset(Dataset):
     """Photos resized on their short side, then cropped to squares.
+
+    Training items are drawn by key ``(epoch, index)`` (see :class:`StreamSampler`):
+    every epoch sees a new crop of each photo, a random horizontal flip and a random
+    scale (the short side resized to between ``image_size`` and ``scale_jitter`` times
+    it, so the network also sees photos at the scale users stylize them), all
+    reproducible from ``seed``. A plain integer index is epoch 0.
 
     An unreadable file does not stop training: the item falls back to the next
     readable file and reports the bad one in ``"skipped"`` so the training loop
@@ -86,37 +100,55 @@ class ImageFolderDataset(Dataset):
     Args:
         files: image paths (see :func:`find_images`).
         image_size: side of the square crops.
-        train: random crops when True, centre crops otherwise.
+        train: random crops, flips and scales when True; centre crops otherwise.
         draft: decode JPEGs at a reduced DCT scale when much larger than needed.
-        seed: seed of the crop positions (per item, so workers agree).
+        seed: seed of the crops (per item, so workers and ranks agree).
+        scale_jitter: largest short side as a multiple of ``image_size`` (1.0: no jitter).
+        flip: random horizontal flips.
 
     Returns (per item):
         dict with ``image`` (3, S, S) float in [0, 1] and ``skipped``, a list of
         ``"path: reason"`` strings for the files passed over.
     """
 
-    def __init__(self, files: list[Path], image_size: int = 256, train: bool = True, draft: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        files: list[Path],
+        image_size: int = 256,
+        train: bool = True,
+        draft: bool = True,
+        seed: int = 0,
+        scale_jitter: float = 1.0,
+        flip: bool = False,
+    ):
         if not files:
             raise DataError("ImageFolderDataset needs at least one file")
+        if scale_jitter < 1.0:
+            raise DataError(f"data.scale_jitter={scale_jitter}: expected a number >= 1 (1: no jitter)")
         self.files, self.image_size, self.train, self.draft, self.seed = list(files), image_size, train, draft, seed
-        self.epoch = 0
+        self.scale_jitter, self.flip = scale_jitter, flip
 
     def __len__(self) -> int:
         return len(self.files)
 
     def load(self, path: Path, rng: random.Random) -> torch.Tensor:
-        image = read_image(path, min_short_side=self.image_size if self.draft else None)
-        image = resize_short_side(image, self.image_size)
-        crop = random_crop(image, self.image_size, rng) if self.train else center_crop(image, self.image_size)
+        size = self.image_size
+        short = rng.randint(size, max(size, round(size * self.scale_jitter))) if self.train else size
+        image = read_image(path, min_short_side=short if self.draft else None)
+        image = resize_short_side(image, short)
+        crop = random_crop(image, size, rng) if self.train else center_crop(image, size)
+        if self.train and self.flip and rng.random() < 0.5:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return pil_to_tensor(crop)
 
-    def __getitem__(self, index: int) -> dict:
-        rng = random.Random(hash((self.seed, self.epoch, index)))
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        rng_key = (epoch, index)
         skipped = []
         for attempt in range(len(self.files)):
             path = self.files[(index + attempt) % len(self.files)]
             try:
-                return {"image": self.load(path, rng), "skipped": skipped}
+                return {"image": self.load(path, item_rng(self.seed, *rng_key, attempt)), "skipped": skipped}
             except ImageReadError as exc:
                 skipped.append(str(exc))
             except Exception as exc:
@@ -124,6 +156,49 @@ class ImageFolderDataset(Dataset):
             if attempt >= 16:
                 break
         raise DataError(f"no readable image near index {index}; last errors: {'; '.join(skipped[-3:])}")
+
+
+class StreamSampler(Sampler):
+    """An endless, reproducible stream of ``(epoch, index)`` keys, split between ranks.
+
+    Epoch ``e`` is a permutation of the dataset drawn from ``(seed, e)``; rank ``r``
+    of ``world_size`` takes every ``world_size``-th key of it, so ranks never share a
+    photo within an epoch. The stream is a pure function of the seed: ``start``
+    skips the first keys of this rank's stream, which is how a resumed run continues
+    with exactly the batches it would have seen.
+
+    Args:
+        size: number of items in the dataset.
+        seed: seed of the permutations.
+        start: keys of this rank's stream to skip (samples already trained on).
+        rank, world_size: this process's place among data-parallel processes.
+    """
+
+    def __init__(self, size: int, seed: int = 0, start: int = 0, rank: int = 0, world_size: int = 1):
+        if size < 1:
+            raise DataError("StreamSampler needs at least one item")
+        self.size, self.seed, self.start, self.rank, self.world_size = size, seed, start, rank, world_size
+
+    def keys(self):
+        """The whole stream of this rank, from its beginning."""
+        epoch = 0
+        while True:
+            order = list(range(self.size))
+            item_rng(self.seed, epoch).shuffle(order)
+            order += order[: (-len(order)) % self.world_size]  # every rank gets as many keys
+            for index in order[self.rank :: self.world_size]:
+                yield (epoch, index)
+            epoch += 1
+
+    def __iter__(self):
+        stream = self.keys()
+        per_epoch = -(-self.size // self.world_size)
+        skip_epochs, skip = divmod(self.start, per_epoch)
+        for _ in range(skip_epochs * per_epoch):  # cheap: keys only, no images
+            next(stream)
+        for _ in range(skip):
+            next(stream)
+        yield from stream
 
 
 def collate(items: list[dict]) -> dict:

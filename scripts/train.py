@@ -53,7 +53,7 @@ def find_last_checkpoint(log_dir: Path, style: str) -> Path | None:
 
 POSITIVE_INTS = ("data.image_size", "data.batch_size", "model.num_residual_blocks", "trainer.max_steps")
 POSITIVE_NUMBERS = ("model.width", "model.lr", "style.size")
-NON_NEGATIVE_NUMBERS = ("style.content_weight", "style.style_weight", "style.tv_weight", "data.num_workers")
+NON_NEGATIVE_NUMBERS = ("loss.content_weight", "loss.style_weight", "loss.tv_weight", "data.num_workers")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -76,6 +76,12 @@ def validate(cfg: DictConfig) -> None:
         check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0")
     for key in NON_NEGATIVE_NUMBERS:
         check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0")
+    for layer in cfg.loss.style_layers:
+        check(
+            f"loss.style_layers.{layer}",
+            lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+            "a number >= 0",
+        )
     style_image = Path(cfg.style.image).expanduser()
     if not style_image.is_file():
         raise ConfigError(f"style.image={style_image}: file not found; give the path of a painting")

@@ -8,11 +8,16 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from fastnst.data import ImageFolderDataset, collate, find_images
+from fastnst.data import ImageFolderDataset, StreamSampler, collate, find_images
 
 
 class ImageFolderDataModule(L.LightningDataModule):
     """Random square crops of every photo under ``root`` (searched recursively).
+
+    Training reads one endless stream of crops (:class:`StreamSampler`): a run is
+    one Lightning epoch bounded by ``trainer.max_steps``, each pass over the photos
+    brings new crops, flips and scales, and a resumed run starts the stream where
+    the checkpoint's step left it, so it sees exactly the batches it would have seen.
 
     The first ``num_val_images`` files (sorted) are held out as a fixed
     validation set, centre-cropped, for the sample grid in TensorBoard.
@@ -28,6 +33,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         seed: seed of the random crops.
         exclude: glob patterns (relative to ``root``) of files to leave out,
             e.g. ``["bsds500/test/*"]`` to hold out evaluation photos.
+        scale_jitter: the short side is resized to between ``image_size`` and this
+            multiple of it before cropping (1.0: always ``image_size``).
+        flip: random horizontal flips.
     """
 
     def __init__(
@@ -43,11 +51,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         prefetch_factor: int = 4,
         seed: int = 0,
         exclude: Sequence[str] = (),
+        scale_jitter: float = 1.0,
+        flip: bool = False,
     ):
         super().__init__()
         self.root, self.image_size, self.batch_size = root, image_size, batch_size
         self.num_workers, self.num_val_images, self.draft, self.seed = num_workers, num_val_images, draft, seed
-        self.exclude = list(exclude)
+        self.exclude, self.scale_jitter, self.flip = list(exclude), scale_jitter, flip
         self.pin_memory, self.persistent_workers, self.prefetch_factor = pin_memory, persistent_workers, prefetch_factor
         self.train_set: ImageFolderDataset | None = None
         self.val_set: ImageFolderDataset | None = None
@@ -59,7 +69,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         # Hold the validation photos out when there are plenty; a tiny folder shares them.
         val = files[: self.num_val_images]
         train = files[len(val) :] if len(files) >= 4 * max(1, len(val)) else files
-        self.train_set = ImageFolderDataset(train, self.image_size, train=True, draft=self.draft, seed=self.seed)
+        self.train_set = ImageFolderDataset(
+            train, self.image_size, True, self.draft, self.seed, self.scale_jitter, self.flip
+        )
         # The other files follow the validation ones so that an unreadable one falls back to a good photo.
         self.val_set = ImageFolderDataset(files, self.image_size, train=False, draft=self.draft)
         self.num_val = len(val)
@@ -76,8 +88,11 @@ class ImageFolderDataModule(L.LightningDataModule):
         return options
 
     def train_dataloader(self) -> DataLoader:
-        # No drop_last: every file is seen (and any bad one reported) each epoch.
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, **self._loader_options())
+        trainer = self.trainer
+        done = trainer.global_step * trainer.accumulate_grad_batches if trainer else 0  # restored before this call
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        sampler = StreamSampler(len(self.train_set), self.seed, done * self.batch_size, rank, world)
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, **self._loader_options())
 
     def val_images(self) -> tuple[torch.Tensor, list[str]]:
         """The fixed validation crops (N, 3, S, S) and the reasons of any files skipped."""

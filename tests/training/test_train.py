@@ -104,7 +104,7 @@ def test_non_finite_loss_names_step_and_cause(train_cfg):
     from fastnst.training.module import NonFiniteLossError
 
     with pytest.raises(NonFiniteLossError, match="step 0.*learning rate"):
-        train_script.train(train_cfg("style.style_weight=inf", "~callbacks.style_samples"))
+        train_script.train(train_cfg("loss.style_weight=inf", "~callbacks.style_samples"))
 
 
 def test_every_shipped_network_has_a_style_preset_that_composes(shipped_cfg):
@@ -113,11 +113,27 @@ def test_every_shipped_network_has_a_style_preset_that_composes(shipped_cfg):
     for style in shipped:
         assert (ROOT / "configs" / "style" / f"{style}.yaml").is_file(), f"checkpoints/{style} has no preset"
         cfg = shipped_cfg(f"style={style}")
-        assert cfg.style.name == style and cfg.loss.style_weight == cfg.style.style_weight
+        assert cfg.style.name == style
         # Paintings come with the package (starry_night) or from ../shared on development machines.
         image = Path(cfg.style.image).resolve()
         if SHARED.is_dir() or not image.is_relative_to(SHARED.resolve()):
             assert image.is_file(), f"style={style}: {image} missing"
+
+
+def test_each_loss_preset_owns_its_weights(shipped_cfg):
+    # starry_night replaces the perceptual preset's style weight, and only that preset's.
+    assert shipped_cfg("style=starry_night").loss.style_weight == 10.0
+    assert shipped_cfg("style=great_wave").loss.style_weight == 5.0
+    classic = shipped_cfg("style=starry_night", "loss=gatys").loss
+    assert classic.style_weight == 8.5 and set(classic.style_layers.values()) == {1.0}
+    assert shipped_cfg("style=starry_night", "loss.style_weight=3").loss.style_weight == 3
+
+
+def test_validate_checks_the_loss_values_used(train_cfg):
+    with pytest.raises(train_script.ConfigError, match=r"loss.style_weight=-1: expected a number >= 0"):
+        train_script.validate(train_cfg("loss.style_weight=-1"))
+    with pytest.raises(train_script.ConfigError, match=r"loss.style_layers.relu1_2='x'"):
+        train_script.validate(train_cfg("loss.style_layers.relu1_2=x"))
 
 
 def test_cpu_training_uses_bf16_only_where_it_is_native(train_cfg, monkeypatch):
@@ -259,7 +275,7 @@ def test_nan_keeps_the_last_good_checkpoint(train_cfg, tmp_path):
     from fastnst.training.module import NonFiniteLossError
 
     with pytest.raises(NonFiniteLossError):
-        train_script.train(train_cfg("resume=true", "trainer.max_steps=4", "style.style_weight=inf", "export=false"))
+        train_script.train(train_cfg("resume=true", "trainer.max_steps=4", "loss.style_weight=inf", "export=false"))
     assert last.read_bytes() == before
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 2
 
