@@ -112,6 +112,11 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastnst", description="Fast feed-forward neural style transfer.")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "train",
+        help="train a style network: fastnst train style=NAME [key=value ...] | --resume RUN_DIR",
+        add_help=False,
+    )  # fmt: skip; handled before parsing (Hydra reads its own command line)
 
     st = sub.add_parser("stylize", help="stylize images with a trained network")
     st.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
@@ -143,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
     op.add_argument("--lr", type=float, default=0.02, help="Adam learning rate")
     op.add_argument("--content-weight", type=float, default=1.0)
-    op.add_argument("--style-weight", type=float, default=1000.0)
+    op.add_argument("--style-weight", type=float, default=8.5)
     op.add_argument("--tv-weight", type=float, default=1000.0)
     op.add_argument("--coarse-to-fine", action="store_true", help="optimise at half size first, then refine")
     op.add_argument("--vgg", default="caffe_vgg19", help="caffe_vgg19 | torchvision_vgg16 | weights file")
@@ -499,6 +504,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # Hydra parses the rest: overrides, --cfg job, --help ...
+        try:
+            from fastnst.training.train import cli as train_cli
+        except ImportError as exc:
+            return fail(
+                f"fastnst train needs the training extras ({exc.name} is missing): pip install 'fastnst[train]'"
+            )
+        return train_cli(argv[1:])
     args = build_parser().parse_args(argv)
     commands = {
         "stylize": cmd_stylize,

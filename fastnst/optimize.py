@@ -25,19 +25,20 @@ GATYS_CONTENT_LAYERS = ("relu4_2",)
 class GatysConfig:
     """Settings of :func:`gatys`.
 
-    The per-layer style weights even out the very different Gram magnitudes of
-    the Caffe VGG19 layers (relu4_1 would otherwise dominate).
+    The classic objective: content at ``relu4_2``, every style layer weighted
+    equally on the Gram MSE (``relu4_1``, the largest, carries the most), the same
+    as the ``loss=gatys`` training preset. Weighting layers to even out their raw
+    magnitudes instead lets ``relu5_1`` dominate once the others are matched,
+    which taught networks to stamp motifs.
     """
 
     steps: int = 500
     optimizer: str = "lbfgs"
     lr: float = 0.02  # Adam only
     content_weight: float = 1.0
-    style_weight: float = 1000.0
+    style_weight: float = 8.5
     tv_weight: float = 1.0e3
-    style_layers: dict[str, float] = field(
-        default_factory=lambda: {"relu1_1": 1.0, "relu2_1": 0.02, "relu3_1": 0.05, "relu4_1": 0.002, "relu5_1": 5.0}
-    )
+    style_layers: dict[str, float] = field(default_factory=lambda: dict.fromkeys(GATYS_STYLE_LAYERS, 1.0))
     content_layers: tuple[str, ...] = GATYS_CONTENT_LAYERS
     coarse_to_fine: bool = False
 

@@ -83,11 +83,11 @@ def shipped_cfg():
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    load_script("train")  # registers the fastnst_* resolvers
+    import fastnst.training.train  # noqa: F401  (registers the fastnst_* resolvers)
 
     def make(*overrides: str):
         GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(ROOT / "fastnst" / "configs"), version_base="1.3"):
             return compose("train", overrides=list(overrides))
 
     yield make

@@ -50,7 +50,9 @@ def test_crops_are_reproducible_and_new_every_epoch(tmp_path):
     ds = ImageFolderDataset(files, image_size=32, seed=5, scale_jitter=2.0, flip=True)
     a = ds[(0, 1)]["image"]
     assert a.shape == (3, 32, 32) and 0 <= a.min() and a.max() <= 1
-    assert torch.equal(a, ImageFolderDataset(files, image_size=32, seed=5, scale_jitter=2.0, flip=True)[(0, 1)]["image"])
+    assert torch.equal(
+        a, ImageFolderDataset(files, image_size=32, seed=5, scale_jitter=2.0, flip=True)[(0, 1)]["image"]
+    )
     later = [ds[(epoch, 1)]["image"] for epoch in range(1, 6)]
     assert all(not torch.equal(a, b) for b in later), "the same crop came back in another epoch"
     other_seed = ImageFolderDataset(files, image_size=32, seed=6, scale_jitter=2.0, flip=True)[(0, 1)]["image"]
@@ -82,6 +84,7 @@ def test_stream_sampler_epochs_ranks_and_resume():
     assert take(StreamSampler(10, seed=1, start=13), 17) == stream[13:]  # resumed mid-stream: same keys
     rank0, rank1 = take(StreamSampler(10, 1, 0, 0, 2), 5), take(StreamSampler(10, 1, 0, 1, 2), 5)
     assert not {i for _, i in rank0} & {i for _, i in rank1}  # ranks split an epoch
+
 
 def test_small_image_is_upscaled_to_the_crop(tmp_path):
     path = write_photo(tmp_path / "tiny.png", size=(10, 7))

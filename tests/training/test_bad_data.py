@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from conftest import load_script, write_photo
+import fastnst.training.train as train_script
 
-train_script = load_script("train")
+from conftest import write_photo
 
 
 def png_bomb(path: Path, width: int = 30000, height: int = 30000) -> None:

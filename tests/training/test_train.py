@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHARED, load_script
+import fastnst.training.train as train_script
 
-train_script = load_script("train")
+from conftest import ROOT, SHARED
+
 LOSS_TAGS = {"train/content_loss", "train/style_loss", "train/tv_loss", "train/loss"}
 
 

@@ -1,0 +1,369 @@
+"""Train a style network: ``train(cfg)`` plus the Hydra entry points.
+
+    fastnst train style=starry_night data.root=/path/to/coco/train2014
+    fastnst train style=custom style.image=painting.jpg style.name=my_style
+    fastnst train --resume logs/starry_night/2026-11-24_10-00-00      # continue that run, wherever it now lives
+    python scripts/train.py experiment=demo                           # the same, as a script
+
+Any config value can be overridden on the command line (see fastnst/configs/, also at configs/).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+CONFIG_DIR = PACKAGE_DIR / "configs"
+
+
+def project_root() -> str:
+    """``$FASTNST_ROOT``, else the checkout holding the package, else the working directory.
+
+    Logs, exports and the shipped ``checkpoints/`` are found relative to it.
+    """
+    if os.environ.get("FASTNST_ROOT"):
+        return os.environ["FASTNST_ROOT"]
+    checkout = PACKAGE_DIR.parent
+    return str(checkout if (checkout / "pyproject.toml").is_file() else Path.cwd())
+
+
+def cpu_precision() -> str:
+    """``bf16-mixed`` on CPUs that run bf16 natively (about 2x faster), else ``32-true``.
+
+    Elsewhere bf16 is emulated and many times slower than fp32.
+    """
+    from fastnst.inference import cpu_has_fast_bf16
+
+    return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
+
+
+RESOLVERS = {
+    "fastnst_root": project_root,
+    "fastnst_assets": lambda: str(PACKAGE_DIR / "assets"),
+    "fastnst_cpu_precision": cpu_precision,
+}
+for _name, _resolver in RESOLVERS.items():
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)
+
+
+class ConfigError(ValueError):
+    """A config value is unusable; the message says which and what to do."""
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The ``global_step`` saved in a Lightning checkpoint; None when it cannot be read."""
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+    except Exception:
+        return None
+
+
+def newest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
+    """The checkpoint of ``run_dir`` with the most steps: ``last.ckpt`` or the highest ``step*.ckpt``."""
+    folder = run_dir / "checkpoints"
+    numbered = sorted(folder.glob("step*.ckpt"), key=lambda p: int("".join(filter(str.isdigit, p.stem)) or 0))
+    found = [(path, checkpoint_step(path)) for path in [folder / "last.ckpt", *numbered[-1:]] if path.is_file()]
+    found = [(path, step) for path, step in found if step is not None]
+    return max(found, key=lambda item: item[1]) if found else None
+
+
+def find_last_checkpoint(log_dir: Path, style: str) -> tuple[Path, int] | None:
+    """The newest resumable checkpoint of any earlier run of ``style`` under ``log_dir``."""
+    runs = [found for run in (log_dir / style).glob("*/") if (found := newest_checkpoint(run))]
+    return max(runs, key=lambda item: item[0].stat().st_mtime) if runs else None
+
+
+POSITIVE_INTS = ("data.image_size", "data.batch_size", "model.num_residual_blocks", "trainer.max_steps")
+POSITIVE_NUMBERS = ("model.width", "model.lr", "style.size")
+NON_NEGATIVE_NUMBERS = ("loss.content_weight", "loss.style_weight", "loss.tv_weight", "data.num_workers")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the values a typo most often breaks, with one line naming the key and what is allowed."""
+
+    def check(key: str, ok, allowed: str) -> None:
+        value = OmegaConf.select(cfg, key)
+        try:
+            good = ok(value)
+        except TypeError:
+            good = False
+        if not good:
+            raise ConfigError(f"{key}={value!r}: expected {allowed}")
+
+    for key in POSITIVE_INTS:
+        check(
+            key, lambda v: isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1), "a positive integer"
+        )
+    for key in POSITIVE_NUMBERS:
+        check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0")
+    for key in NON_NEGATIVE_NUMBERS:
+        check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0")
+    for layer in cfg.loss.style_layers:
+        check(
+            f"loss.style_layers.{layer}",
+            lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+            "a number >= 0",
+        )
+    style_image = Path(cfg.style.image).expanduser()
+    if not style_image.is_file():
+        raise ConfigError(f"style.image={style_image}: file not found; give the path of a painting")
+
+
+def resolve_checkpoint(cfg: DictConfig) -> tuple[Path, int, Path] | None:
+    """What to resume: (checkpoint, its step, the run folder to continue in), or None.
+
+    ``ckpt_path`` names the file; ``resume=true`` takes the newest checkpoint of this run's own
+    folder (``hydra.run.dir``, ``fastnst train --resume RUN_DIR``), else of the newest run of
+    the same style under ``paths.log_dir``. A checkpoint inside a run's ``checkpoints/`` folder
+    continues that run (same TensorBoard curves, same checkpoint folder).
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    if cfg.get("ckpt_path"):
+        path = Path(cfg.ckpt_path).expanduser()
+        step = checkpoint_step(path) if path.is_file() else None
+        if step is None:
+            raise ConfigError(
+                f"ckpt_path={path}: no such checkpoint, or not a readable one; give a last.ckpt from a run's checkpoints/"
+            )
+        return path, step, path.parents[1] if path.parent.name == "checkpoints" else run_dir
+    if not cfg.get("resume"):
+        return None
+    found = newest_checkpoint(run_dir)
+    if found:
+        return found[0], found[1], run_dir
+    found = find_last_checkpoint(Path(cfg.paths.log_dir), cfg.style.name)
+    if found is None:
+        raise ConfigError(
+            f"resume=true: no checkpoint in {run_dir / 'checkpoints'} nor under "
+            f"{Path(cfg.paths.log_dir) / cfg.style.name}/*/checkpoints; "
+            "start without resume, or give the run folder (fastnst train --resume RUN_DIR) or ckpt_path=..."
+        )
+    return found[0], found[1], found[0].parents[1]
+
+
+def load_initial_network(cfg: DictConfig, resuming: bool = False):
+    """The network named by ``init_from`` (None without one), checked against the model group.
+
+    A resumed run already holds its weights: then only the file's name is recorded (for the
+    export's metadata) and the file need not exist any more (a run folder moved to another machine).
+
+    Raises:
+        ConfigError: unreadable file, or an architecture other than the model's (one line).
+    """
+    from fastnst.checkpoint import CheckpointError, LoadedNetwork, load_network
+
+    if not cfg.get("init_from"):
+        return None
+    path = Path(cfg.init_from).expanduser()
+    if resuming and not path.is_file():
+        return LoadedNetwork(net=None, info={}, path=path)
+    try:
+        loaded = load_network(path)
+    except CheckpointError as exc:
+        raise ConfigError(f"init_from: {exc}") from None
+    have = loaded.net.config.to_dict()
+    want = {key: cfg.model[key] for key in have}
+    if have != want:
+        overrides = " ".join(f"model.{k}={v}" for k, v in have.items())
+        raise ConfigError(f"init_from={loaded.path}: its network is {have} but the model is {want}; add {overrides}")
+    return loaded
+
+
+def apply_initial_network(loaded, module, load_weights: bool = True) -> None:
+    """Start ``module`` from ``loaded``'s weights (fine-tuning; the optimiser starts fresh).
+
+    A resumed fine-tune already holds its weights (``load_weights=False``) but
+    still records where it started, for the exported file's metadata.
+    """
+    if load_weights:
+        module.net.load_state_dict(loaded.net.state_dict())
+    module.init_info = {"init_from": loaded.path.name, "init_steps": loaded.info.get("steps")}
+
+
+def build_module(cfg: DictConfig):
+    """The StyleTransferModule from the model, style and loss groups (plain values only)."""
+    from fastnst.training.module import StyleTransferModule
+
+    style_image = Path(cfg.style.image).expanduser()
+    return StyleTransferModule(
+        net_config={"width": cfg.model.width, "num_residual_blocks": cfg.model.num_residual_blocks},
+        style_image=str(style_image),
+        style_name=cfg.style.name,
+        style_size=cfg.style.size,
+        vgg_weights=cfg.loss.vgg.weights,
+        vgg_pooling=cfg.loss.vgg.pooling,
+        vgg_channel_scale=cfg.loss.vgg.channel_scale,
+        content_layers=list(cfg.loss.content_layers),
+        style_layers=dict(cfg.loss.style_layers),
+        content_weight=cfg.loss.content_weight,
+        style_weight=cfg.loss.style_weight,
+        tv_weight=cfg.loss.tv_weight,
+        lr=cfg.model.lr,
+        lr_decay_gamma=cfg.model.lr_decay_gamma,
+        lr_decay_every=cfg.model.lr_decay_every,
+        channels_last=cfg.model.channels_last,
+        compile=cfg.model.compile,
+    )
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit one style network and export it.
+
+    Returns:
+        dict with ``output_dir``, ``checkpoint_dir``, ``export_path`` (or None),
+        ``steps``, ``resumed_from`` (checkpoint and step, or None), ``metrics``
+        (last logged values) and ``skipped_files``.
+
+    Raises:
+        TrainingInterrupted: SIGTERM or SIGINT arrived; a resumable ``last.ckpt`` was written.
+    """
+    import lightning as L
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ProgressBar
+
+    from fastnst.training.callbacks import ExportNetwork
+    from fastnst.training.interrupt import AtomicCheckpointIO, GracefulStop
+
+    validate(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    resumed = resolve_checkpoint(cfg)
+    if resumed is not None:
+        ckpt_path, step, run_dir = resumed
+        # Continue in the interrupted run's folder so checkpoints and TensorBoard curves carry on.
+        OmegaConf.update(cfg, "paths.output_dir", str(run_dir), force_add=True)
+        print(f"resuming from {ckpt_path} (step {step}) in {run_dir}", file=sys.stderr)
+    initial = load_initial_network(cfg, resuming=resumed is not None)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")  # fails here, before any model is built, when the folder has no images
+    module = build_module(cfg)
+    if initial is not None:
+        apply_initial_network(initial, module, load_weights=resumed is None)
+    module.note_skipped(datamodule.val_images()[1])  # unreadable validation photos are reported too
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks.append(GracefulStop(Path(cfg.paths.output_dir) / "checkpoints"))
+    exporter = ExportNetwork(cfg.paths.export_dir) if cfg.get("export", True) else None
+    if exporter:
+        callbacks.append(exporter)
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    if not loggers:  # nothing to monitor the learning rate into
+        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback then
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resumed[0]) if resumed else None)
+    return {
+        "output_dir": str(cfg.paths.output_dir),
+        "checkpoint_dir": str(Path(cfg.paths.output_dir) / "checkpoints"),
+        "export_path": str(exporter.path) if exporter and exporter.path else None,
+        "steps": trainer.global_step,
+        "resumed_from": (str(resumed[0]), resumed[1]) if resumed else None,
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        "skipped_files": sorted(module.skipped_files),
+    }
+
+
+def remove_unused_run_dir(run_dir: Path) -> None:
+    """Remove the run folder Hydra made at start-up if nothing but its config went in.
+
+    That is a run stopped by a bad setting before training, or a resumed run, which
+    writes into the folder it resumes.
+    """
+    if run_dir.is_dir() and {path.name for path in run_dir.iterdir()} <= {".hydra"}:
+        shutil.rmtree(run_dir)
+        if run_dir.parent.is_dir() and not any(run_dir.parent.iterdir()):
+            run_dir.parent.rmdir()  # the style's folder, when this was its only run
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from fastnst.checkpoint import CheckpointError
+    from fastnst.data import DataError
+    from fastnst.io import ImageReadError
+    from fastnst.models.vgg import WeightsError
+    from fastnst.training.interrupt import TrainingInterrupted
+    from fastnst.training.module import NonFiniteLossError
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        result = train(cfg)
+    except (ConfigError, DataError, ImageReadError, WeightsError, CheckpointError, NonFiniteLossError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except TrainingInterrupted as exc:
+        print(f"{exc}; continue with: fastnst train --resume {exc.checkpoint.parents[1]}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    finally:
+        remove_unused_run_dir(run_dir)
+    if result["skipped_files"]:
+        print(f"skipped {len(result['skipped_files'])} unreadable training files:", file=sys.stderr)
+        for reason in result["skipped_files"]:
+            print(f"  {reason}", file=sys.stderr)
+    if result["export_path"]:
+        print(f"exported {result['export_path']} after {result['steps']} steps")
+    print(f"run folder: {result['output_dir']} (tensorboard --logdir {result['output_dir']})")
+
+
+def override_key(override: str) -> str:
+    """The config key a Hydra command-line override sets (``+a.b=1``, ``~a.b``, ``a/b=c`` ...)."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def resume_overrides(run_dir: Path, overrides: list[str]) -> list[str]:
+    """The overrides that continue ``run_dir``: those it was started with, then ``overrides``.
+
+    A key given again on the command line replaces the saved one (a moved data folder, say).
+
+    Raises:
+        ConfigError: ``run_dir`` is not a training run folder.
+    """
+    import yaml
+
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"--resume {run_dir}: not a training run folder (no .hydra/overrides.yaml in it)")
+    given = {override_key(o) for o in overrides}
+    kept = [
+        o for o in yaml.safe_load(saved.read_text()) or [] if override_key(o) not in given | {"resume", "ckpt_path"}
+    ]
+    return [*kept, *overrides, "resume=true", f"hydra.run.dir={run_dir.resolve()}"]
+
+
+def cli(argv: list[str]) -> int:
+    """``fastnst train [--resume RUN_DIR] [overrides ...]``: Hydra's command line, plus --resume."""
+    args = list(argv)
+    if "--resume" in args:
+        at = args.index("--resume")
+        if at + 1 >= len(args):
+            print("fastnst train: --resume needs the run folder (logs/<style>/<time>)", file=sys.stderr)
+            return 2
+        run_dir = Path(args[at + 1]).expanduser()
+        try:
+            args = resume_overrides(run_dir, args[:at] + args[at + 2 :])
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    saved_argv = sys.argv
+    # Hydra reads sys.argv; Lightning's DDP launcher starts the other ranks as `python sys.argv[0] ...`.
+    sys.argv = [str(Path(__file__).resolve()), *args]
+    try:
+        main()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved_argv
+    return 0
+
+
+if __name__ == "__main__":  # DDP ranks are started this way
+    sys.exit(cli(sys.argv[1:]))
