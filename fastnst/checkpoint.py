@@ -3,8 +3,10 @@
 Two formats are read:
 
 - ``.safetensors`` written by :func:`save_network`: the network's tensors, and
-  in the metadata ``fastnst_config`` (the architecture as JSON) plus
-  ``fastnst_info`` (style name, training steps, source image ...).
+  in the metadata ``fastnst_arch`` (the architecture's registered name),
+  ``fastnst_config`` (its config as JSON) and ``fastnst_info`` (a
+  :class:`NetworkInfo`: style name, training steps, the painting ...). Files of
+  the first format (no ``fastnst_arch``) hold the ``johnson`` network.
 - a Lightning ``.ckpt`` of :class:`~fastnst.training.module.StyleTransferModule`,
   read with ``torch.load(weights_only=True)``; the architecture comes from its
   saved hyper-parameters.
@@ -17,17 +19,19 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from fastnst.io import atomic_path
-from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig
+from fastnst.models.registry import build_network
 
-FORMAT = "fastnst-transformer-net/1"
+FORMAT = "fastnst-network/2"
+LEGACY_FORMATS = {"fastnst-transformer-net/1": "johnson"}  # format -> the architecture it always held
 NET_PREFIX = "net."
 
 
@@ -36,42 +40,82 @@ class CheckpointError(ValueError):
 
 
 @dataclass
+class NetworkInfo:
+    """What is known about how a network was made; stored as JSON beside its weights.
+
+    Keys that this version does not know are kept in ``extra`` and written back.
+    """
+
+    style: str | None = None
+    style_image: str | None = None  # the painting's file name
+    style_image_sha256: str | None = None  # ... and its content, to tell reproductions apart
+    style_size: int | None = None  # long side (px) the painting's Grams were taken at
+    steps: int | None = None
+    image_size: int | None = None  # training crop side
+    loss: dict | None = None  # loss preset name and weights
+    content_layers: list[str] | None = None
+    style_layers: dict[str, float] | None = None
+    init_from: str | None = None
+    init_steps: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if v is not None and k != "extra"}
+        return {**self.extra, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> NetworkInfo:
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: data.pop(k) for k in list(data) if k in known}, extra=data)
+
+
+@dataclass
 class LoadedNetwork:
     """A network rebuilt from a checkpoint, with what is known about its training."""
 
-    net: TransformerNet
-    info: dict = field(default_factory=dict)
+    net: nn.Module
+    info: NetworkInfo = field(default_factory=NetworkInfo)
     path: Path | None = None
 
     @property
     def style(self) -> str:
-        return str(self.info.get("style") or (self.path.stem if self.path else "styled"))
+        return str(self.info.style or (self.path.stem if self.path else "styled"))
 
 
-def save_network(net: TransformerNet, path: str | Path, info: dict | None = None) -> Path:
-    """Write the network's tensors and config to ``.safetensors``, atomically.
+def network_spec(net: nn.Module) -> dict:
+    """The architecture's name and config of ``net``, e.g. ``{"arch": "johnson", "width": 1.0, ...}``."""
+    return {"arch": net.arch, **net.config.to_dict()}
+
+
+def save_network(net: nn.Module, path: str | Path, info: NetworkInfo | dict | None = None) -> Path:
+    """Write the network's tensors, architecture and config to ``.safetensors``, atomically.
 
     Args:
-        net: the network (its ``config`` is stored as JSON metadata).
+        net: a registered architecture (``net.arch``, ``net.config.to_dict()``).
         path: destination; parent folders are created.
-        info: JSON-serialisable facts (style, steps, source image ...).
+        info: a :class:`NetworkInfo` (or its dict) about the training.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    info = info if isinstance(info, NetworkInfo) else NetworkInfo.from_dict(info)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
     metadata = {
         "format": FORMAT,
+        "fastnst_arch": net.arch,
         "fastnst_config": json.dumps(net.config.to_dict()),
-        "fastnst_info": json.dumps(info or {}),
+        "fastnst_info": json.dumps(info.to_dict()),
     }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 
-def _build(path: Path, config: dict, state: dict[str, torch.Tensor]) -> TransformerNet:
+def _build(path: Path, arch: str, config: dict, state: dict[str, torch.Tensor]) -> nn.Module:
     try:
-        net = TransformerNet(TransformerNetConfig.from_dict(config))
+        net = build_network(arch, config)
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}; a newer fastnst may read it") from None
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad network config {config} ({exc})") from None
     try:
@@ -93,15 +137,16 @@ def _load_safetensors(path: Path) -> LoadedNetwork:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable .safetensors file, truncated or corrupt? ({exc})") from None
-    if metadata.get("format") != FORMAT or "fastnst_config" not in metadata:
+    arch = metadata.get("fastnst_arch") or LEGACY_FORMATS.get(metadata.get("format", ""))
+    if metadata.get("format") not in (FORMAT, *LEGACY_FORMATS) or not arch or "fastnst_config" not in metadata:
         kind = "VGG weights or another model" if any("features" in k for k in state) else "another model"
         raise CheckpointError(
             f"{path}: a .safetensors file without fastnst metadata ({kind}?); "
             "expected a network exported by fastnst (fastnst export or a training run)"
         )
     config = json.loads(metadata["fastnst_config"])
-    info = json.loads(metadata.get("fastnst_info", "{}"))
-    return LoadedNetwork(_build(path, config, state), info, path)
+    info = NetworkInfo.from_dict(json.loads(metadata.get("fastnst_info", "{}")))
+    return LoadedNetwork(_build(path, arch, config, state), info, path)
 
 
 def _load_lightning(path: Path) -> LoadedNetwork:
@@ -118,21 +163,27 @@ def _load_lightning(path: Path) -> LoadedNetwork:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict); expected a fastnst .ckpt")
     hparams = ckpt.get("hyper_parameters") or {}
     state = {k[len(NET_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(NET_PREFIX)}
-    if "net_config" not in hparams or not state:
+    if "net" in hparams:  # StyleTransferModule(net={"arch": ..., **config}, style={...}, ...)
+        spec, style = dict(hparams["net"]), dict(hparams.get("style") or {})
+    elif "net_config" in hparams:  # the first layout: flat values, always the johnson network
+        spec = {"arch": "johnson", **hparams["net_config"]}
+        style = {"name": hparams.get("style_name"), "image": hparams.get("style_image")}
+    else:
+        spec = None
+    if spec is None or not state:
         raise CheckpointError(
             f"{path}: a Lightning checkpoint of another model (no fastnst network inside); "
-            "expected one written by scripts/train.py"
+            "expected one written by fastnst train"
         )
-    info = {
-        "style": hparams.get("style_name"),
-        "style_image": hparams.get("style_image"),
-        "steps": ckpt.get("global_step"),
-    }
-    return LoadedNetwork(_build(path, dict(hparams["net_config"]), state), info, path)
+    arch = spec.pop("arch")
+    image = style.get("image")
+    info = NetworkInfo(style=style.get("name"), style_image=Path(image).name if image else None,
+                       steps=ckpt.get("global_step"))  # fmt: skip
+    return LoadedNetwork(_build(path, arch, spec, state), info, path)
 
 
 def load_network(path: str | Path) -> LoadedNetwork:
-    """Rebuild a :class:`TransformerNet` from a ``.safetensors`` or Lightning ``.ckpt`` file.
+    """Rebuild a network of any registered architecture from a ``.safetensors`` or Lightning ``.ckpt``.
 
     Raises:
         CheckpointError: missing, truncated, foreign or unsafe file (one line).

@@ -11,7 +11,7 @@ from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig
 def test_save_load_same_output(tiny_net, tiny_ckpt):
     loaded = load_network(tiny_ckpt)
     assert loaded.net.config == tiny_net.config
-    assert loaded.style == "tiny" and loaded.info["steps"] == 7
+    assert loaded.style == "tiny" and loaded.info.steps == 7
     x = torch.rand(1, 3, 20, 20)
     assert torch.equal(loaded.net(x), tiny_net(x))
 
@@ -88,7 +88,7 @@ def test_lightning_style_checkpoint_loads(tmp_path):
         path,
     )
     loaded = load_network(path)
-    assert loaded.style == "s" and loaded.info["steps"] == 12
+    assert loaded.style == "s" and loaded.info.steps == 12
 
 
 def test_crash_while_exporting_keeps_the_old_file(tmp_path, tiny_net, monkeypatch):

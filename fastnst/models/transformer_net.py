@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fastnst.models.registry import register_architecture
 
 
 @dataclass(frozen=True)
@@ -51,38 +57,55 @@ class TransformerNetConfig:
         return cls(**data)
 
 
-class InstanceNorm(nn.InstanceNorm2d):
-    """Affine instance norm whose statistics can be fixed from outside.
+# (module, input) -> (mean, var) of shape (B, C, 1, 1) to normalise with, or None for the input's own.
+NormStatistics = Callable[[nn.Module, torch.Tensor], "tuple[torch.Tensor, torch.Tensor] | None"]
+_NORM_STATISTICS: ContextVar[NormStatistics | None] = ContextVar("fastnst_norm_statistics", default=None)
 
-    With ``stats = (mean, var)`` of shape (B, C, 1, 1) it normalises with those
-    instead of the input's own; tiled inference uses this to give every tile
-    the whole image's statistics. ``observer`` (if set) sees every input.
-    ``smoother`` (if set) maps each input's own (mean, var) to the ones used,
-    e.g. smoothed over the frames of a video.
+
+@contextmanager
+def norm_statistics(choose: NormStatistics) -> Iterator[None]:
+    """Within this block, every :class:`InstanceNorm` asks ``choose(module, x)`` for its statistics.
+
+    Scoped to the calling thread (a context variable): the network itself holds no state, so
+    two threads can run one network at once, one tiling a huge image and one stylizing a video
+    with smoothed statistics, without seeing each other's choices. Tiling uses it to give every
+    tile the whole image's statistics, stable video to smooth them over frames.
     """
+    token = _NORM_STATISTICS.set(choose)
+    try:
+        yield
+    finally:
+        _NORM_STATISTICS.reset(token)
+
+
+class InstanceNorm(nn.InstanceNorm2d):
+    """Affine instance norm whose statistics can be chosen per call (see :func:`norm_statistics`)."""
 
     def __init__(self, channels: int):
         super().__init__(channels, affine=True)
-        self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.observer = None
-        self.smoother = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.observer is not None:
-            self.observer(self, x)
-        if self.stats is None and self.smoother is None:
+        choose = _NORM_STATISTICS.get()
+        stats = choose(self, x) if choose is not None else None
+        if stats is None:
             return super().forward(x)
-        if self.stats is not None:
-            mean, var = self.stats
-        else:
-            stats = x.float()
-            mean, var = self.smoother(
-                self, stats.mean((2, 3), keepdim=True), stats.var((2, 3), unbiased=False, keepdim=True)
-            )
+        mean, var = stats
         # In float32, as autocast runs instance_norm, so tiles match the whole image in bf16/fp16 too.
         scale = self.weight.float().view(1, -1, 1, 1) * torch.rsqrt(var.float() + self.eps)
         y = (x.float() - mean.float()) * scale + self.bias.float().view(1, -1, 1, 1)
         return y.to(x.dtype)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = 4) -> torch.Tensor:
+    """Reflection-pad H and W on the bottom and right up to multiples of ``multiple``.
+
+    Shape: (B, C, H, W) -> (B, C, H', W'); replicate padding where a side is too small to reflect.
+    """
+    h, w = x.shape[-2:]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    if not (pad_h or pad_w):
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate")
 
 
 class ConvLayer(nn.Sequential):
@@ -122,6 +145,7 @@ class UpsampleConv(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
+@register_architecture("johnson", TransformerNetConfig)
 class TransformerNet(nn.Module):
     """Feed-forward stylization network.
 
@@ -159,10 +183,7 @@ class TransformerNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]  # (B, 3, H, W)
-        pad_h, pad_w = -h % 4, -w % 4
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > 4 else "replicate")
-        return self.forward_aligned(x)[..., :h, :w]
+        return self.forward_aligned(pad_to_multiple(x, 4))[..., :h, :w]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

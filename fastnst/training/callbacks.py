@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
-from fastnst.checkpoint import save_network
+from fastnst.checkpoint import NetworkInfo, save_network
 from fastnst.io import make_grid
 
 
@@ -64,8 +65,21 @@ def free_path(path: Path) -> Path:
     return candidate
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class ExportNetwork(L.Callback):
-    """At the end of training, write ``<export_dir>/<style>.safetensors`` (never over an existing file)."""
+    """At the end of training, write ``<export_dir>/<style>.safetensors`` (never over an existing file).
+
+    The file records the painting it learned from (name, SHA-256, the size its Grams were
+    taken at), so ``fastnst info`` can show it and ``fastnst evaluate`` can tell another copy.
+    """
 
     def __init__(self, export_dir: str, overwrite: bool = False):
         self.export_dir, self.overwrite = Path(export_dir), overwrite
@@ -74,20 +88,21 @@ class ExportNetwork(L.Callback):
     def on_fit_end(self, trainer, module) -> None:
         if not trainer.is_global_zero:
             return
-        hp = module.hparams
-        target = self.export_dir / f"{hp.style_name}.safetensors"
+        style, loss = module.hparams.style, module.hparams.loss
+        target = self.export_dir / f"{style['name']}.safetensors"
         target = target if self.overwrite else free_path(target)
-        info = {
-            "style": hp.style_name,
-            "style_image": Path(hp.style_image).name,
-            "steps": trainer.global_step,
-            "image_size": getattr(trainer.datamodule, "image_size", None),
-            "style_size": hp.style_size,
-            "loss": {k: hp[k] for k in ("content_weight", "style_weight", "tv_weight")},
-            "content_layers": list(hp.content_layers),
-            "style_layers": dict(hp.style_layers),
+        info = NetworkInfo(
+            style=style["name"],
+            style_image=Path(style["image"]).name,
+            style_image_sha256=file_sha256(style["image"]),
+            style_size=style.get("size"),
+            steps=trainer.global_step,
+            image_size=getattr(trainer.datamodule, "image_size", None),
+            loss={k: loss[k] for k in ("name", "content_weight", "style_weight", "tv_weight") if k in loss},
+            content_layers=list(loss["content_layers"]),
+            style_layers=dict(loss["style_layers"]),
             **module.init_info,
-        }
+        )
         self.path = save_network(module.transformer(), target, info)
 
 

@@ -83,7 +83,7 @@ def find_last_checkpoint(log_dir: Path, style: str) -> tuple[Path, int] | None:
 
 
 POSITIVE_INTS = ("data.image_size", "data.batch_size", "model.num_residual_blocks", "trainer.max_steps")
-POSITIVE_NUMBERS = ("model.width", "model.lr", "style.size")
+POSITIVE_NUMBERS = ("model.width", "optim.lr", "style.size")
 NON_NEGATIVE_NUMBERS = ("loss.content_weight", "loss.style_weight", "loss.tv_weight", "data.num_workers")
 
 
@@ -159,21 +159,21 @@ def load_initial_network(cfg: DictConfig, resuming: bool = False):
     Raises:
         ConfigError: unreadable file, or an architecture other than the model's (one line).
     """
-    from fastnst.checkpoint import CheckpointError, LoadedNetwork, load_network
+    from fastnst.checkpoint import CheckpointError, LoadedNetwork, load_network, network_spec
 
     if not cfg.get("init_from"):
         return None
     path = Path(cfg.init_from).expanduser()
     if resuming and not path.is_file():
-        return LoadedNetwork(net=None, info={}, path=path)
+        return LoadedNetwork(net=None, path=path)
     try:
         loaded = load_network(path)
     except CheckpointError as exc:
         raise ConfigError(f"init_from: {exc}") from None
-    have = loaded.net.config.to_dict()
-    want = {key: cfg.model[key] for key in have}
+    have = network_spec(loaded.net)
+    want = {key: cfg.model.get(key) for key in have}
     if have != want:
-        overrides = " ".join(f"model.{k}={v}" for k, v in have.items())
+        overrides = " ".join(f"model.{k}={v}" for k, v in have.items() if want.get(k) != v)
         raise ConfigError(f"init_from={loaded.path}: its network is {have} but the model is {want}; add {overrides}")
     return loaded
 
@@ -186,33 +186,18 @@ def apply_initial_network(loaded, module, load_weights: bool = True) -> None:
     """
     if load_weights:
         module.net.load_state_dict(loaded.net.state_dict())
-    module.init_info = {"init_from": loaded.path.name, "init_steps": loaded.info.get("steps")}
+    module.init_info = {"init_from": loaded.path.name, "init_steps": loaded.info.steps}
 
 
 def build_module(cfg: DictConfig):
-    """The StyleTransferModule from the model, style and loss groups (plain values only)."""
+    """The StyleTransferModule from the model, style, loss, optim and runtime groups (plain values only)."""
     from fastnst.training.module import StyleTransferModule
 
-    style_image = Path(cfg.style.image).expanduser()
-    return StyleTransferModule(
-        net_config={"width": cfg.model.width, "num_residual_blocks": cfg.model.num_residual_blocks},
-        style_image=str(style_image),
-        style_name=cfg.style.name,
-        style_size=cfg.style.size,
-        vgg_weights=cfg.loss.vgg.weights,
-        vgg_pooling=cfg.loss.vgg.pooling,
-        vgg_channel_scale=cfg.loss.vgg.channel_scale,
-        content_layers=list(cfg.loss.content_layers),
-        style_layers=dict(cfg.loss.style_layers),
-        content_weight=cfg.loss.content_weight,
-        style_weight=cfg.loss.style_weight,
-        tv_weight=cfg.loss.tv_weight,
-        lr=cfg.model.lr,
-        lr_decay_gamma=cfg.model.lr_decay_gamma,
-        lr_decay_every=cfg.model.lr_decay_every,
-        channels_last=cfg.model.channels_last,
-        compile=cfg.model.compile,
-    )
+    groups = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("style", "loss", "optim", "runtime")}
+    groups["style"] = {key: groups["style"].get(key) for key in ("name", "image", "size")}
+    groups["style"]["image"] = str(Path(groups["style"]["image"]).expanduser())
+    groups["loss"].pop("name", None)
+    return StyleTransferModule(net=OmegaConf.to_container(cfg.model, resolve=True), **groups)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -231,7 +216,7 @@ def train(cfg: DictConfig) -> dict:
     from lightning.pytorch.callbacks import ProgressBar
 
     from fastnst.training.callbacks import ExportNetwork
-    from fastnst.training.interrupt import AtomicCheckpointIO, GracefulStop
+    from fastnst.training.interrupt import AtomicCheckpointIO
 
     validate(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -249,10 +234,9 @@ def train(cfg: DictConfig) -> dict:
         apply_initial_network(initial, module, load_weights=resumed is None)
     module.note_skipped(datamodule.val_images()[1])  # unreadable validation photos are reported too
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    callbacks.append(GracefulStop(Path(cfg.paths.output_dir) / "checkpoints"))
-    exporter = ExportNetwork(cfg.paths.export_dir) if cfg.get("export", True) else None
-    if exporter:
-        callbacks.append(exporter)
+    if not cfg.get("export", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ExportNetwork)]
+    exporter = next((c for c in callbacks if isinstance(c, ExportNetwork)), None)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     if not loggers:  # nothing to monitor the learning rate into
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
