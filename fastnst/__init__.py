@@ -12,7 +12,7 @@ __all__ = ["Stylizer", "TransformerNet", "TransformerNetConfig", "__version__"]
 
 def __getattr__(name: str):
     if name == "Stylizer":
-        from fastnst.inference import Stylizer
+        from fastnst.stylize.stylizer import Stylizer
 
         return Stylizer
     raise AttributeError(f"module 'fastnst' has no attribute {name!r}")

@@ -13,15 +13,9 @@ or TensorBoard).
 from __future__ import annotations
 
 import argparse
-import glob
-import os
 import sys
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-
-from fastnst.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -31,75 +25,12 @@ def fail(message: str) -> int:
     return EXIT_USAGE
 
 
-@dataclass
-class Job:
-    """One input image and where its result goes."""
-
-    source: Path
-    target: Path
-
-
-def expand_inputs(inputs: Iterable[str]) -> tuple[list[tuple[Path, Path | None]], list[str]]:
-    """Files, folders (recursive) and globs to (file, folder it came from) pairs, plus problems."""
-    found: list[tuple[Path, Path | None]] = []
-    problems: list[str] = []
-    seen: set[str] = set()
-
-    def add(path: Path, base: Path | None) -> None:
-        real = os.path.realpath(path)
-        if real in seen:
-            problems.append(f"{path}: given more than once; stylized once")
-            return
-        seen.add(real)
-        found.append((path, base))
-
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            wanted = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
-            if not files:
-                problems.append(f"{path}: folder holds no images or videos ({', '.join(wanted)})")
-            for file in files:
-                add(file, path)
-        elif path.is_file():
-            add(path, None)
-        elif glob.has_magic(item):
-            matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(item), recursive=True) if Path(p).is_file())
-            if not matches:
-                problems.append(f"{item}: no file matches this pattern")
-            for match in matches:
-                add(match, None)
-        else:
-            problems.append(f"{path}: no such file or folder")
-    return found, problems
-
-
-def plan_jobs(
-    inputs: list[tuple[Path, Path | None]], style: str, output_dir: Path, output: Path | None
-) -> tuple[list[Job], list[str]]:
-    """Decide every output path; refuse any that would overwrite an input."""
-    jobs, problems = [], []
-    input_paths = {os.path.realpath(p) for p, _ in inputs}
-    for source, base in inputs:
-        if output is not None:
-            target = output
-        else:
-            relative = source.parent.relative_to(base) if base is not None else Path()
-            target = output_dir / relative / f"{source.stem}_{style}{source.suffix.lower()}"
-        if os.path.realpath(target) in input_paths:
-            problems.append(f"{source}: output {target} would overwrite an input; choose another -o/--output")
-            continue
-        jobs.append(Job(source, target))
-    return jobs, problems
-
-
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: auto")
     parser.add_argument(
         "--precision",
         choices=["fp32", "bf16", "fp16"],
-        help="default: fp16 on GPUs, bf16 on CPUs with native bf16, else fp32",
+        help="default: fp16 on GPUs, fp32 on CPUs",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many images)")
     parser.add_argument(
@@ -180,227 +111,127 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def target_size(width: int, height: int, size: int | None, scale: float | None) -> tuple[int, int]:
-    """Output (width, height): the input's, or resized by --size (long side) / --scale."""
-    if size:
-        factor = size / max(width, height)
-    elif scale:
-        factor = scale
-    else:
-        return width, height
-    return max(4, round(width * factor)), max(4, round(height * factor))
-
-
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from PIL import Image
+    """Render the pipeline's events: messages on stderr, a progress bar, a summary line."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from fastnst.backends.base import BackendError
     from fastnst.checkpoint import CheckpointError
-    from fastnst.inference import load_stylizer
-    from fastnst.io import ImageReadError, pil_to_tensor, read_image, save_image, tensor_to_pil
-    from fastnst.tiling import TILE_HALO, num_tile_passes, stylize_tiled
+    from fastnst.stylize import pipeline
+    from fastnst.stylize.stylizer import Stylizer
 
-    if not 0.0 <= args.strength <= 1.0:
-        return fail(f"--strength {args.strength}: must be between 0 and 1")
-    if (args.size is not None and args.size < 4) or (args.scale is not None and args.scale <= 0):
-        return fail("--size must be >= 4 px and --scale > 0")
-    if args.batch_size < 1 or (args.tile is not None and args.tile < 16):
-        return fail("--batch-size must be >= 1 and --tile >= 16 px")
-    inputs, problems = expand_inputs(args.inputs)
-    output = Path(args.output).expanduser() if args.output else None
-    if output is not None and len(inputs) > 1:
-        return fail(f"--output names one file but {len(inputs)} inputs were given; use -o/--output-dir")
+    options = pipeline.StylizeOptions(
+        output_dir=Path(args.output_dir), output=Path(args.output) if args.output else None, size=args.size,
+        scale=args.scale, batch_size=args.batch_size, tile=args.tile, strength=args.strength,
+        preserve_color=args.preserve_color, stable=args.stable, overwrite=args.overwrite,
+    )  # fmt: skip
     try:
-        stylizer = load_stylizer(
+        options.validate()
+        stylizer = Stylizer.from_checkpoint(
             args.ckpt, backend=args.backend, device=args.device, precision=args.precision, compile=args.compile
         )
-    except (CheckpointError, ValueError, RuntimeError, ImportError) as exc:
+        pipeline.check_options(stylizer, options)
+        plan = pipeline.plan_jobs(args.inputs, stylizer.style, options)
+    except (CheckpointError, BackendError, pipeline.OptionsError, ValueError, RuntimeError, ImportError) as exc:
         return fail(str(exc))
-    if args.tile and stylizer.net is None:
-        return fail(
-            "--tile needs the torch backend and a .safetensors or .ckpt network (ONNX cannot share statistics across tiles)"
-        )
-    jobs, more = plan_jobs(inputs, stylizer.style, Path(args.output_dir).expanduser(), output)
-    problems += more
-    failures = [p for p in problems if "given more than once" not in p]
-    for problem in problems:
+    failures = list(plan.failed)
+    for problem in [*plan.failed, *plan.skipped]:
         print(f"fastnst: {problem}", file=sys.stderr)
+    console = Console(stderr=True)
+    images = [job for job in plan.jobs if not job.is_video]
+    bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[name]}"), console=console, transient=False,
+        disable=args.quiet or (len(plan.jobs) < 2 and not args.tile and len(images) == len(plan.jobs)),
+    )  # fmt: skip
+    tasks: dict[str, object] = {}
 
-    done, kept, pixels, busy = 0, 0, 0, 0.0
-    todo = []
-    for job in jobs:
-        if job.target.exists() and not args.overwrite:
-            print(f"fastnst: {job.target} exists; kept (use --overwrite to replace)", file=sys.stderr)
-            kept += 1
+    def on_start(job) -> None:
+        if job.is_video:
+            tasks["video"] = bar.add_task(job.source.name, total=None, name="frames")
         else:
-            todo.append(job)
-    videos = [job for job in todo if job.source.suffix.lower() in VIDEO_EXTENSIONS]
-    todo = [job for job in todo if job not in videos]
-    try:
-        done_videos = run_videos(videos, stylizer, args, failures)
-    except KeyboardInterrupt:
-        print("\nfastnst: interrupted; no partial video left", file=sys.stderr)
-        return EXIT_INTERRUPTED
+            tasks.setdefault("images", bar.add_task("stylize", total=len(images), name=""))
+            bar.update(tasks["images"], name=job.source.name)
 
-    def write(job: Job, image: Image.Image) -> None:
-        nonlocal done
-        try:
-            job.target.parent.mkdir(parents=True, exist_ok=True)
-            save_image(image, job.target)
-            done += 1
-        except OSError as exc:
-            failures.append(f"{job.target}: cannot write ({exc.strerror or exc})")
-            print(f"fastnst: {failures[-1]}", file=sys.stderr)
+    def on_tiles(done: int, total: int) -> None:
+        if "tiles" not in tasks:
+            tasks["tiles"] = bar.add_task("tiles", total=total, name="")
+        bar.update(tasks["tiles"], completed=done)
+        if done == total:
+            bar.remove_task(tasks.pop("tiles"))
 
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[name]}"),
-        disable=args.quiet or (len(todo) < 2 and not args.tile),  # tiling one huge image takes minutes
-        transient=False,
-        console=Console(stderr=True),
-    )
+    written, busy_ms, pixels, videos = 0, 0.0, 0, 0
     started = time.perf_counter()
     try:
-        with progress:
-            task = progress.add_task("stylize", total=len(todo), name="")
-            batch: list[tuple[Job, object]] = []
-
-            def flush() -> None:
-                nonlocal pixels, busy
-                if not batch:
-                    return
-                import torch
-
-                x = torch.stack([t for _, t in batch])  # (B, 3, H, W)
-                t0 = time.perf_counter()
-                if args.tile:
-                    passes = num_tile_passes(*x.shape[-2:], args.tile, TILE_HALO, stylizer.net)
-                    tiles = progress.add_task("tiles", total=passes, name=f"{x.shape[-1]}x{x.shape[-2]}")
-                    y = stylize_tiled(
-                        stylizer.net,
-                        x,
-                        tile=args.tile,
-                        halo=TILE_HALO,
-                        forward=stylizer.forward,
-                        device=stylizer.device,
-                        progress=lambda: progress.advance(tiles),
+        with bar:
+            events = pipeline.run(
+                stylizer, plan, options, on_start=on_start, tile_progress=on_tiles,
+                frame_progress=lambda job, n, total: bar.update(tasks["video"], completed=n, total=total),
+            )  # fmt: skip
+            for event in events:
+                if isinstance(event, pipeline.Failed):
+                    failures.append(event)
+                    bar.console.print(f"fastnst: {event}", style="red", highlight=False, soft_wrap=True)
+                elif isinstance(event, pipeline.VideoWritten):
+                    videos += 1
+                    r = event.report
+                    print(
+                        f"{event.job.target}: {r.frames} frames at {r.width}x{r.height}, {r.fps:g} fps, "
+                        f"audio {'copied' if r.audio_copied else 'none'}; {r.frames_per_second:.1f} frames/s; "
+                        f"flicker {r.flicker_ratio:.3f} of the input's{' (--stable)' if options.stable else ''}"
                     )
-                    progress.remove_task(tiles)
-                    y = stylizer.finish(y, x, strength=args.strength, keep_color=args.preserve_color)
                 else:
-                    y = stylizer.stylize_tensor(x, strength=args.strength, keep_color=args.preserve_color)
-                busy += time.perf_counter() - t0
-                pixels += x.shape[0] * x.shape[-1] * x.shape[-2]
-                for (job, _), out in zip(batch, y):
-                    write(job, tensor_to_pil(out))
-                    progress.advance(task)
-                batch.clear()
-
-            for job in todo:
-                progress.update(task, name=job.source.name)
-                try:
-                    image = read_image(job.source)
-                except ImageReadError as exc:
-                    failures.append(str(exc))
-                    progress.console.print(f"fastnst: {exc}", style="red", highlight=False, soft_wrap=True)
-                    progress.advance(task)
-                    continue
-                size = target_size(*image.size, args.size, args.scale)
-                if size != image.size:
-                    image = image.resize(size, Image.Resampling.LANCZOS)
-                tensor = pil_to_tensor(image)
-                if batch and batch[0][1].shape != tensor.shape:
-                    flush()
-                batch.append((job, tensor))
-                if len(batch) >= args.batch_size:
-                    flush()
-            flush()
+                    written, busy_ms, pixels = written + 1, busy_ms + event.ms, pixels + event.pixels
+                if not isinstance(event, pipeline.VideoWritten) and "images" in tasks:
+                    bar.advance(tasks["images"])
     except KeyboardInterrupt:
-        print(f"\nfastnst: interrupted; {done} images written, no partial files left", file=sys.stderr)
+        print(f"\nfastnst: interrupted; {written} images written, no partial files left", file=sys.stderr)
         return EXIT_INTERRUPTED
-    wall = time.perf_counter() - started
-    if done:
+    if written:
         print(
-            f"stylized {done} image{'s' * (done != 1)} with '{stylizer.style}' on {stylizer.device.type} "
-            f"({stylizer.precision}): {1000 * busy / done:.1f} ms/image in the network, "
-            f"{pixels / 1e6 / max(busy, 1e-9):.2f} MP/s; {wall:.1f} s in all; "
-            f"output in {output or Path(args.output_dir)}"
+            f"stylized {written} image{'s' * (written != 1)} with '{stylizer.style}' on {stylizer.device.type} "
+            f"({stylizer.backend.describe()}): {busy_ms / written:.1f} ms/image in the network, "
+            f"{pixels / 1e3 / max(busy_ms, 1e-6):.2f} MP/s; {time.perf_counter() - started:.1f} s in all; "
+            f"output in {options.output or options.output_dir}"
         )
+    kept = sum(1 for s in plan.skipped if s.kind == "kept")
     if kept:
         print(f"kept {kept} existing output{'s' * (kept != 1)}")
-    done += done_videos
     if failures:
         print(f"{len(failures)} failed", file=sys.stderr)
         return EXIT_FAILED
-    if not done and not kept:
+    if not written and not videos and not kept:
         print("nothing to stylize", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
 
-def run_videos(jobs: list[Job], stylizer, args: argparse.Namespace, failures: list[str]) -> int:
-    """Stylize video jobs one by one with a frame progress bar; returns how many succeeded."""
-    if not jobs:
-        return 0
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    try:
-        from fastnst.video import VideoError, stylize_video
-    except ImportError as exc:  # pragma: no cover - fastnst.video imports PyAV lazily
-        failures.append(str(exc))
-        return 0
-    done = 0
-    for job in jobs:
-        progress = Progress(
-            TextColumn(f"[bold]{job.source.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-            TimeRemainingColumn(), disable=args.quiet, console=Console(stderr=True),
-        )  # fmt: skip
-        try:
-            with progress:
-                task = progress.add_task("video", total=None)
-                report = stylize_video(
-                    stylizer, job.source, job.target, size=args.size, scale=args.scale, batch_size=max(args.batch_size, 4),
-                    stable=args.stable, strength=args.strength, keep_color=args.preserve_color,
-                    progress=lambda n, total, bar=progress, task=task: bar.update(task, completed=n, total=total),
-                )  # fmt: skip
-        except VideoError as exc:
-            failures.append(str(exc))
-            print(f"fastnst: {exc}", file=sys.stderr)
-            continue
-        done += 1
-        print(
-            f"{job.target}: {report.frames} frames at {report.width}x{report.height}, {report.fps:g} fps, "
-            f"audio {'copied' if report.audio_copied else 'none'}; {report.frames_per_second:.1f} frames/s; "
-            f"flicker {report.flicker_ratio:.3f} of the input's{' (--stable)' if args.stable else ''}"
-        )
-    return done
-
-
 def cmd_info(args: argparse.Namespace) -> int:
-    from fastnst.checkpoint import CheckpointError, load_network
+    from fastnst.checkpoint import CheckpointError, load_network, network_spec
 
     try:
         loaded = load_network(args.ckpt)
     except CheckpointError as exc:
         return fail(str(exc))
-    cfg = loaded.net.config
+    info, spec = loaded.info, network_spec(loaded.net)
+    config = " ".join(f"{k}={v}" for k, v in spec.items() if k != "arch")
+    channels = getattr(loaded.net.config, "channels", None)
     rows = {
         "file": str(loaded.path),
         "style": loaded.style,
-        "architecture": f"TransformerNet width={cfg.width} channels={'-'.join(map(str, cfg.channels()))} "
-        f"residual_blocks={cfg.num_residual_blocks}",
-        "parameters": f"{loaded.net.num_parameters():,}",
-        "training steps": loaded.info.get("steps", "unknown"),
-        "style image": loaded.info.get("style_image", "unknown"),
+        "architecture": f"{spec['arch']} ({type(loaded.net).__name__}) {config}"
+        + (f" channels={'-'.join(map(str, channels()))}" if channels else ""),
+        "parameters": f"{sum(p.numel() for p in loaded.net.parameters()):,}",
+        "training steps": info.steps if info.steps is not None else "unknown",
+        "painting": info.style_image or "unknown",
     }
-    for key in ("image_size", "style_size", "loss", "content_layers", "style_layers", "init_from", "init_steps"):
-        if key in loaded.info:
-            rows[key.replace("_", " ")] = loaded.info[key]
+    if info.style_image_sha256:
+        rows["painting sha256"] = info.style_image_sha256
+    for key in ("style_size", "image_size", "loss", "content_layers", "style_layers", "init_from", "init_steps"):
+        if getattr(info, key) is not None:
+            rows[key.replace("_", " ")] = getattr(info, key)
+    rows.update(info.extra)
     width = max(map(len, rows))
     for key, value in rows.items():
         print(f"{key:<{width}}  {value}")
@@ -410,7 +241,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_optimize(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from fastnst.inference import pick_device
+    from fastnst.backends.torch_backend import pick_device
     from fastnst.io import ImageReadError, pil_to_tensor, read_image, resize_long_side, save_image, tensor_to_pil
     from fastnst.models.vgg import VGGFeatures, WeightsError
     from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, GatysConfig, gatys
@@ -453,12 +284,13 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fastnst.checkpoint import CheckpointError
     from fastnst.evaluate import checkpoint_labels, evaluate
-    from fastnst.inference import Stylizer
     from fastnst.io import ImageReadError, default_cache_dir
     from fastnst.optimize import GatysConfig
+    from fastnst.stylize.pipeline import expand_inputs
+    from fastnst.stylize.stylizer import Stylizer
 
-    inputs, problems = expand_inputs(args.images)
-    for problem in problems:
+    inputs, skipped, failed = expand_inputs(args.images)
+    for problem in [*failed, *skipped]:
         print(f"fastnst: {problem}", file=sys.stderr)
     photos = [path for path, _ in inputs][: args.max_images]
     if not photos:

@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from fastnst.inference import Stylizer, rgb_to_yuv
 from fastnst.io import atomic_path, pil_to_tensor, read_image, resize_long_side, save_image, tensor_to_pil
 from fastnst.losses import content_loss, gram_matrix, style_loss
 from fastnst.models.vgg import VGGFeatures
 from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, GatysConfig, gatys
+from fastnst.stylize.color import rgb_to_yuv
+from fastnst.stylize.stylizer import Stylizer
 
 
 @dataclass

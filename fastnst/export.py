@@ -1,7 +1,7 @@
 """Export a trained network to safetensors, ONNX or TorchScript.
 
 ONNX and TorchScript exports take (B, 3, H, W) RGB in [0, 1] with H and W
-multiples of 4 (dynamic otherwise); :class:`fastnst.inference.OnnxStylizer`
+multiples of 4 (dynamic otherwise); the onnxruntime backend
 pads and crops for you.
 """
 

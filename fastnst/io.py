@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +19,7 @@ import torch
 from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")  # stylized through fastnst.video
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")  # stylized through fastnst.stylize.video
 
 
 class ImageReadError(ValueError):
@@ -107,8 +107,45 @@ def resize_long_side(image: Image.Image, long_side: int) -> Image.Image:
     return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def load_image(path: str | Path, long_side: int | None = None) -> torch.Tensor:
+    """Read an image file as a (1, 3, H, W) float tensor in [0, 1], long side resized to ``long_side``.
+
+    Raises:
+        ImageReadError: see :func:`read_image`.
+    """
+    image = read_image(path)
+    if long_side:
+        image = resize_long_side(image, long_side)
+    return pil_to_tensor(image).unsqueeze(0)
+
+
+def scaled_size(
+    width: int, height: int, size: int | None = None, scale: float | None = None, even: bool = False
+) -> tuple[int, int]:
+    """Output (width, height) for ``--size`` (long side, px) or ``--scale`` (factor); else unchanged.
+
+    Sides are at least 4 px (the network downsamples twice); ``even`` rounds them down to even
+    numbers (video encoders need it).
+    """
+    if size:
+        factor = size / max(width, height)
+    elif scale:
+        factor = scale
+    else:
+        factor = 1.0
+    w, h = (max(4, round(width * factor)), max(4, round(height * factor))) if factor != 1.0 else (width, height)
+    return (w - w % 2, h - h % 2) if even else (w, h)
+
+
+def resize_tensor(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize images to (width, height): antialiased bicubic, clamped to [0, 1]. Same for photos and video.
+
+    Shape: (B, 3, H, W) -> (B, 3, height, width).
+    """
+    if tuple(images.shape[-2:]) == (size[1], size[0]):
+        return images
+    resized = torch.nn.functional.interpolate(images, size=(size[1], size[0]), mode="bicubic", antialias=True)
+    return resized.clamp_(0, 1)
 
 
 def default_cache_dir() -> Path:
@@ -122,11 +159,15 @@ def default_cache_dir() -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
+    while True:  # created with mode 0o666 so the umask applies, as to any new file (mkstemp makes it private)
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a new file's usual mode
+        yield tmp
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -26,8 +26,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fastnst.inference import cpu_has_fast_bf16  # noqa: E402
 from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig  # noqa: E402
+from fastnst.stylize.stylizer import cpu_has_fast_bf16  # noqa: E402
 
 SIZES = {"256": (256, 256), "512": (512, 512), "1080p": (1080, 1920), "4k": (2160, 3840)}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

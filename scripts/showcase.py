@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow running from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-from fastnst.cli import expand_inputs  # noqa: E402
 from fastnst.data import center_crop, resize_short_side  # noqa: E402
-from fastnst.inference import Stylizer  # noqa: E402
 from fastnst.io import make_grid, pil_to_tensor, read_image, save_image, tensor_to_pil  # noqa: E402
+from fastnst.stylize.pipeline import expand_inputs  # noqa: E402
+from fastnst.stylize.stylizer import Stylizer  # noqa: E402
 
 
 def showcase(checkpoints: list[Path], photos: list[Path], size: int = 320) -> torch.Tensor:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs/images/shipped_styles.jpg")
     args = parser.parse_args(argv)
     checkpoints = args.checkpoints or sorted((ROOT / "checkpoints").glob("*.safetensors"))
-    found, problems = expand_inputs(args.photos)
+    found, _, problems = expand_inputs(args.photos)
     photos = [path for path, _ in found]
     if problems or not photos:
         print(f"showcase: {problems[0] if problems else f'no photos in {args.photos}'}", file=sys.stderr)

@@ -1,4 +1,5 @@
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,8 +10,8 @@ import torch
 from PIL import Image
 
 from fastnst.cli import main
-from fastnst.inference import Stylizer
 from fastnst.io import pil_to_tensor
+from fastnst.stylize.stylizer import Stylizer
 
 from conftest import write_photo
 
@@ -128,7 +129,9 @@ def test_bad_checkpoint_one_line(tmp_path, capsys):
 def test_info(tiny_ckpt, capsys):
     code, out, _ = run(capsys, "info", "--ckpt", tiny_ckpt)
     assert code == 0
-    assert "tiny" in out and "width=0.25" in out and "residual_blocks=1" in out and "7" in out
+    rows = dict(re.match(r"(.+?)\s{2,}(.*)", line).groups() for line in out.splitlines())
+    assert rows["style"] == "tiny" and rows["training steps"] == "7"
+    assert rows["architecture"].startswith("johnson (TransformerNet) width=0.25 num_residual_blocks=1")
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "onnx"])
@@ -145,11 +148,9 @@ def test_export_formats_match_pytorch(tmp_path, tiny_ckpt, capsys, fmt):
     elif fmt == "torchscript":
         got = torch.jit.load(str(target))(x)
     else:
-        from fastnst.inference import load_stylizer
-
-        got = load_stylizer(target).stylize_tensor(torch.rand(1, 3, 37, 45))  # odd size: padded for ONNX
+        got = Stylizer.from_checkpoint(target).stylize_tensor(torch.rand(1, 3, 37, 45))  # odd size: padded for ONNX
         assert got.shape == (1, 3, 37, 45)
-        got = load_stylizer(target).stylize_tensor(x)
+        got = Stylizer.from_checkpoint(target).stylize_tensor(x)
     max_diff = (got - reference).abs().max().item()
     print(f"{fmt}: max abs difference vs PyTorch {max_diff:.2e}")
     assert max_diff < 1e-4
@@ -180,7 +181,7 @@ def test_onnxruntime_backend_exports_once_and_matches_torch(tmp_path, tiny_ckpt,
     assert np.abs(outs["onnxruntime"] - outs["torch"]).max() <= 1  # same network, 8-bit rounding apart
     code, _, err = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "-o", tmp_path, "--backend", "onnxruntime",
                        "--precision", "bf16")  # fmt: skip
-    assert code == 2 and err.count("\n") == 1 and "drop --precision bf16" in err
+    assert code == 2 and err.count("\n") == 1 and "drop --precision bf16 or use --backend torch" in err
     code, _, err = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "-o", tmp_path, "--backend", "onnxruntime",
                        "--tile", "32")  # fmt: skip
     assert code == 2 and "--tile needs the torch backend" in err

@@ -8,11 +8,10 @@ stored beside the weights in every exported checkpoint.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F

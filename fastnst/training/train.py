@@ -38,7 +38,7 @@ def cpu_precision() -> str:
 
     Elsewhere bf16 is emulated and many times slower than fp32.
     """
-    from fastnst.inference import cpu_has_fast_bf16
+    from fastnst.stylize.stylizer import cpu_has_fast_bf16
 
     return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
 

@@ -138,10 +138,10 @@ def test_validate_checks_the_loss_values_used(train_cfg):
 
 
 def test_cpu_training_uses_bf16_only_where_it_is_native(train_cfg, monkeypatch):
-    import fastnst.inference
+    import fastnst.stylize.stylizer
 
     for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
-        monkeypatch.setattr(fastnst.inference, "cpu_has_fast_bf16", lambda native=native: native)
+        monkeypatch.setattr(fastnst.stylize.stylizer, "cpu_has_fast_bf16", lambda native=native: native)
         assert train_cfg("experiment=demo").trainer.precision == expected
 
 

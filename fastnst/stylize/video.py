@@ -18,6 +18,7 @@ target and renamed only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -29,8 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastnst.io import atomic_path
-from fastnst.models.transformer_net import InstanceNorm
+from fastnst.io import atomic_path, resize_tensor, scaled_size
 
 _DONE = object()
 
@@ -48,7 +48,12 @@ def _require_av():
 
 
 class TemporalSmoother:
-    """Exponential moving average of instance-norm statistics across frames (in order)."""
+    """Instance-norm statistics smoothed over frames (an exponential moving average, in order).
+
+    Used as the ``choose`` function of :func:`fastnst.models.transformer_net.norm_statistics`:
+    it sees each norm layer's input for a batch of consecutive frames and returns the smoothed
+    (mean, var) to normalise with. Its state belongs to one video, never to the network.
+    """
 
     def __init__(self, momentum: float = 0.9):
         if not 0.0 <= momentum < 1.0:
@@ -56,8 +61,10 @@ class TemporalSmoother:
         self.momentum = momentum
         self.state: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def __call__(self, module: torch.nn.Module, mean: torch.Tensor, var: torch.Tensor):
-        """Shape: mean, var (B, C, 1, 1) for B consecutive frames; returns the smoothed pair."""
+    def __call__(self, module: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shape: x (B, C, H, W) for B consecutive frames; returns (mean, var), each (B, C, 1, 1)."""
+        stats = x.float()
+        mean, var = stats.mean((2, 3), keepdim=True), stats.var((2, 3), unbiased=False, keepdim=True)
         means, variances = [], []
         previous = self.state.get(id(module))
         for m, v in zip(mean, var):
@@ -69,17 +76,6 @@ class TemporalSmoother:
             variances.append(v)
         self.state[id(module)] = previous
         return torch.stack(means), torch.stack(variances)
-
-    def attach(self, net: torch.nn.Module) -> None:
-        for m in net.modules():
-            if isinstance(m, InstanceNorm):
-                m.smoother = self
-
-    @staticmethod
-    def detach(net: torch.nn.Module) -> None:
-        for m in net.modules():
-            if isinstance(m, InstanceNorm):
-                m.smoother = None
 
 
 @dataclass
@@ -135,8 +131,28 @@ class TemporalBlender:
         return frame_out
 
 
-def _even(n: int) -> int:
-    return max(2, n - n % 2)
+class _Pipe:
+    """A bounded queue between threads that gives up, instead of blocking forever, once ``stop`` is set."""
+
+    def __init__(self, size: int, stop: threading.Event):
+        self.queue, self.stop = queue.Queue(maxsize=size), stop
+
+    def put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self):
+        while not self.stop.is_set():
+            try:
+                return self.queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+        return _DONE
 
 
 def stylize_video(
@@ -154,8 +170,12 @@ def stylize_video(
 ) -> VideoReport:
     """Stylize every frame of ``source`` into ``target`` (written atomically).
 
+    A reader thread decodes, this thread stylizes, a writer thread encodes. Any error in any of
+    them, or Ctrl-C, stops all three and leaves no partial output.
+
     Args:
-        stylizer: a :class:`fastnst.inference.Stylizer`.
+        stylizer: a :class:`fastnst.stylize.stylizer.Stylizer`; ``stable`` needs a backend
+            that can share instance-norm statistics (torch).
         size, scale: optional resize (long side in px, or factor); sizes are made even.
         batch_size: frames per forward pass.
         stable: smooth instance-norm statistics over time (less flicker).
@@ -178,23 +198,14 @@ def stylize_video(
     ain = reader.streams.audio[0] if reader.streams.audio else None
     rate = vin.average_rate or vin.guessed_rate or Fraction(25)
     w, h = vin.codec_context.width, vin.codec_context.height
-    if size:
-        factor = size / max(w, h)
-    elif scale:
-        factor = scale
-    else:
-        factor = 1.0
-    out_w, out_h = _even(round(w * factor)), _even(round(h * factor))
+    out_w, out_h = scaled_size(w, h, size, scale, even=True)
     total = vin.frames or None
-
-    smoother = TemporalSmoother(momentum) if stable else None
     blender = TemporalBlender() if stable else None
-    if smoother and stylizer.net is not None:
-        smoother.attach(stylizer.net)
-    frames_in: queue.Queue = queue.Queue(maxsize=4 * batch_size)
-    frames_out: queue.Queue = queue.Queue(maxsize=4 * batch_size)
+    scope = stylizer.backend.norm_statistics(TemporalSmoother(momentum)) if stable else contextlib.nullcontext()
+    stop = threading.Event()
+    frames_in, frames_out = _Pipe(4 * batch_size, stop), _Pipe(4 * batch_size, stop)
     errors: list[BaseException] = []
-    flicker = {"in": [0.0, None], "out": [0.0, None], "n": 0}
+    flicker = {"in": [0.0, None], "out": [0.0, None]}
 
     def track(key: str, frame: np.ndarray) -> None:
         small = frame[::4, ::4].astype(np.float32)
@@ -202,10 +213,10 @@ def stylize_video(
             flicker[key][0] += float(np.abs(small - flicker[key][1]).mean())
         flicker[key][1] = small
 
-    started = time.perf_counter()
+    started, done, threads, writer = time.perf_counter(), 0, [], None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp:
+        with atomic_path(target) as tmp, scope:
             writer = av.open(str(tmp), "w")
             codec = "libx264" if target.suffix.lower() in (".mp4", ".mov", ".mkv", ".m4v") else "mpeg4"
             vout = writer.add_stream(codec, rate=rate)
@@ -216,17 +227,17 @@ def stylize_video(
 
             def read() -> None:
                 try:
-                    streams = [s for s in (vin, ain) if s is not None]
-                    for packet in reader.demux(*streams):
+                    for packet in reader.demux(*[s for s in (vin, ain) if s is not None]):
                         if packet.stream is ain:
-                            if packet.dts is not None:
-                                frames_out.put(("audio", packet))
+                            if packet.dts is not None and not frames_out.put(("audio", packet)):
+                                return
                             continue
                         for frame in packet.decode():
-                            array = frame.to_ndarray(format="rgb24")
-                            frames_in.put(array)
+                            if not frames_in.put(frame.to_ndarray(format="rgb24")):
+                                return
                 except BaseException as exc:
                     errors.append(exc)
+                    stop.set()
                 finally:
                     frames_in.put(_DONE)
 
@@ -240,20 +251,19 @@ def stylize_video(
                             writer.mux(payload)
                             continue
                         frame = av.VideoFrame.from_ndarray(payload, format="rgb24")
-                        frame.pts = index
-                        frame.time_base = Fraction(1) / rate
+                        frame.pts, frame.time_base = index, Fraction(1) / rate
                         index += 1
                         writer.mux(vout.encode(frame))
-                    writer.mux(vout.encode())
+                    if not stop.is_set():
+                        writer.mux(vout.encode())
                 except BaseException as exc:
                     errors.append(exc)
-                    while frames_out.get() is not _DONE:  # keep draining so the main thread never blocks
-                        pass
+                    stop.set()
 
             threads = [threading.Thread(target=read, daemon=True), threading.Thread(target=write, daemon=True)]
             for t in threads:
                 t.start()
-            done, batch, finished = 0, [], False
+            batch, finished = [], False
             while not finished:
                 item = frames_in.get()
                 finished = item is _DONE
@@ -261,8 +271,7 @@ def stylize_video(
                     batch.append(item)
                 if batch and (finished or len(batch) >= batch_size):
                     x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W)
-                    if (out_w, out_h) != (w, h):
-                        x = torch.nn.functional.interpolate(x, size=(out_h, out_w), mode="bilinear", antialias=True)
+                    x = resize_tensor(x, (out_w, out_h))
                     y = stylizer.stylize_tensor(x, strength=strength, keep_color=keep_color)
                     y = y.clamp(0, 1).mul(255).permute(0, 2, 3, 1).contiguous().numpy()  # (B, H, W, 3)
                     for source_frame, out_frame in zip(x.mul(255).permute(0, 2, 3, 1).numpy(), y):
@@ -276,20 +285,26 @@ def stylize_video(
                     batch = []
                     if progress:
                         progress(done, total)
-            frames_out.put(_DONE)
-            for t in threads:
-                t.join()
-            writer.close()
             if errors:
                 raise errors[0]
+            frames_out.put(_DONE)
+            threads[1].join()
+            if errors:
+                raise errors[0]
+            writer.close()
+            writer = None
     except VideoError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(f"{source}: cannot stylize this video ({exc.__class__.__name__}: {exc})") from None
     finally:
+        stop.set()  # on any error or Ctrl-C: the reader and writer give up at once
+        for t in threads:
+            t.join(timeout=10)
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
         reader.close()
-        if smoother and stylizer.net is not None:
-            TemporalSmoother.detach(stylizer.net)
     pairs = max(1, done - 1)
     return VideoReport(
         frames=done, seconds=time.perf_counter() - started, width=out_w, height=out_h, fps=float(rate),

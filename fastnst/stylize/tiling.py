@@ -21,13 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
-from fastnst.models.transformer_net import InstanceNorm, TransformerNet
+from fastnst.backends.base import Backend
+from fastnst.models.transformer_net import InstanceNorm, pad_to_multiple
 
 
 class _Stop(Exception):
-    """Raised by an observer to end a forward pass early."""
+    """Ends a statistics pass at the norm layer being measured (the rest of the network is not needed)."""
 
 
 def _up4(n: int) -> int:
@@ -55,24 +55,22 @@ def tile_boxes(
 
 @torch.no_grad()
 def stylize_tiled(
-    net: TransformerNet,
+    backend: Backend,
     images: torch.Tensor,
     tile: int = 512,
     halo: int = TILE_HALO,
-    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    device: torch.device | None = None,
     progress: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Stylize with whole-image instance-norm statistics, tile by tile.
 
+    The statistics are applied through ``backend.norm_statistics`` (scoped to this call and
+    thread): the network itself is never modified.
+
     Args:
-        net: the network (its norm layers are temporarily fixed, then restored).
+        backend: a backend whose capabilities include ``norm_statistics`` (torch) and with ``net``.
         images: float in [0, 1], kept where they are (CPU memory for huge images).
         tile: core tile side in pixels (rounded up to a multiple of 4).
         halo: overlap on each side in pixels (rounded up to a multiple of 4).
-        forward: how to run ``net`` on a window (autocast, memory format);
-            defaults to ``net`` itself.
-        device: where tiles are computed; defaults to the network's device.
         progress: called once per tile pass, for progress bars.
 
     Returns:
@@ -81,66 +79,60 @@ def stylize_tiled(
     Shape:
         - images: (B, 3, H, W); output the same.
     """
-    forward = forward or net
-    device = device or next(net.parameters()).device
+    device = backend.device
     tile, halo = _up4(tile), _up4(halo)
     b, _, h, w = images.shape
-    pad_h, pad_w = _up4(h) - h, _up4(w) - w
-    if pad_h or pad_w:
-        images = F.pad(images, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > 4 else "replicate")
+    images = pad_to_multiple(images, 4)
     hp, wp = images.shape[-2:]
     boxes = tile_boxes(hp, wp, tile, halo)
-    norms = [m for m in net.modules() if isinstance(m, InstanceNorm)]
+    norms = [m for m in backend.net.modules() if isinstance(m, InstanceNorm)]
+    fixed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(norm) -> whole-image (mean, var)
 
     def window_of(box):
         top, left, bottom, right = box
         return images[..., top:bottom, left:right].to(device, torch.float32)
 
-    try:
-        for norm in norms:
-            totals: dict[str, torch.Tensor] = {}
+    for norm in norms:
+        sums, count = 0, 0
 
-            def observe(module, x, core, window, totals):
-                scale = (window[2] - window[0]) // x.shape[-2]
-                top, left = (core[0] - window[0]) // scale, (core[1] - window[1]) // scale
-                bottom, right = (core[2] - window[0]) // scale, (core[3] - window[1]) // scale
-                region = x[..., top:bottom, left:right].float()
-                sums = torch.stack([region.sum((2, 3)), region.pow(2).sum((2, 3))]).double().cpu()  # (2, B, C)
-                totals["sums"] = totals.get("sums", 0) + sums
-                totals["count"] = totals.get("count", 0) + region.shape[-2] * region.shape[-1]
-                raise _Stop
+        def choose(module, x, norm=norm):
+            nonlocal sums, count
+            if module is not norm:
+                return fixed[id(module)]
+            scale = (window[2] - window[0]) // x.shape[-2]
+            top, left = (core[0] - window[0]) // scale, (core[1] - window[1]) // scale
+            bottom, right = (core[2] - window[0]) // scale, (core[3] - window[1]) // scale
+            region = x[..., top:bottom, left:right].float()
+            sums = sums + torch.stack([region.sum((2, 3)), region.pow(2).sum((2, 3))]).double().cpu()  # (2, B, C)
+            count += region.shape[-2] * region.shape[-1]
+            raise _Stop
 
+        with backend.norm_statistics(choose):
             for core, window in boxes:
-                norm.observer = lambda m, x, core=core, window=window, totals=totals: observe(
-                    m, x, core, window, totals
-                )
                 try:
-                    forward(window_of(window))
+                    backend.run(window_of(window))
                 except _Stop:
                     pass
                 if progress:
                     progress()
-            norm.observer = None
-            mean = totals["sums"][0] / totals["count"]
-            var = (totals["sums"][1] / totals["count"] - mean.pow(2)).clamp_min(0)
-            norm.stats = (mean.float().view(b, -1, 1, 1).to(device), var.float().view(b, -1, 1, 1).to(device))
+        mean = sums[0] / count
+        var = (sums[1] / count - mean.pow(2)).clamp_min(0)
+        fixed[id(norm)] = (mean.float().view(b, -1, 1, 1).to(device), var.float().view(b, -1, 1, 1).to(device))
 
-        out = torch.empty(b, 3, hp, wp, dtype=torch.float32, device=images.device)
+    out = torch.empty(b, 3, hp, wp, dtype=torch.float32, device=images.device)
+    with backend.norm_statistics(lambda module, x: fixed[id(module)]):
         for core, window in boxes:
-            y = forward(window_of(window)).float()  # (B, 3, window_h, window_w)
+            y = backend.run(window_of(window))  # (B, 3, window_h, window_w)
             top, left = core[0] - window[0], core[1] - window[1]
             out[..., core[0] : core[2], core[1] : core[3]] = y[
                 ..., top : top + core[2] - core[0], left : left + core[3] - core[1]
             ].to(out.device)
             if progress:
                 progress()
-    finally:
-        for norm in norms:
-            norm.stats, norm.observer = None, None
     return out[..., :h, :w]
 
 
-def num_tile_passes(height: int, width: int, tile: int, halo: int, net: TransformerNet) -> int:
+def num_tile_passes(height: int, width: int, tile: int, halo: int, net: torch.nn.Module) -> int:
     """How many tile forwards :func:`stylize_tiled` makes (for progress bars)."""
     n_norms = sum(isinstance(m, InstanceNorm) for m in net.modules())
     return len(tile_boxes(_up4(height), _up4(width), _up4(tile), _up4(halo))) * (n_norms + 1)

@@ -1,0 +1,63 @@
+"""The ONNX Runtime backend (CPU, fp32): a network exported to ONNX once, cached by content hash."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fastnst.backends.base import Backend, BackendError, Capabilities
+from fastnst.models.transformer_net import pad_to_multiple
+
+
+def file_digest(path: str | Path) -> str:
+    """First 32 hex digits of the SHA-256 of a file (cache keys)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+def cached_onnx(net: nn.Module, checkpoint: Path, cache_dir: Path) -> Path:
+    """``<cache_dir>/onnx/<hash of the checkpoint>.onnx``, exported on first use."""
+    from fastnst.export import export_onnx
+
+    path = cache_dir / "onnx" / f"{file_digest(checkpoint)}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(net, path)
+    return path
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an ``.onnx`` network (inputs padded to multiples of 4, outputs cropped back).
+
+    Raises:
+        BackendError: onnxruntime is not installed, or the file is not a loadable model.
+    """
+
+    name = "onnxruntime"
+    capabilities = Capabilities(norm_statistics=False, precisions=("fp32",), devices=("cpu",))
+
+    def __init__(self, onnx_path: str | Path, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendError("the onnxruntime backend needs onnxruntime: pip install 'fastnst[onnx]'") from None
+        self.device, self.precision = torch.device("cpu"), "fp32"
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise BackendError(f"{onnx_path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+
+    def run(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        x = pad_to_multiple(images.detach().cpu().float(), 4)
+        (y,) = self.session.run(None, {"images": x.numpy()})
+        return torch.from_numpy(y)[..., :h, :w]

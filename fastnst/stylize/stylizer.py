@@ -1,0 +1,180 @@
+"""A trained network ready to stylize: torch, safetensors and Pillow only.
+
+from fastnst import Stylizer
+stylizer = Stylizer.from_checkpoint("checkpoints/starry_night.safetensors")
+stylizer.stylize(Image.open("photo.jpg")).save("out.jpg")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from fastnst.backends.base import Backend, BackendError, check_supported
+from fastnst.backends.torch_backend import TorchBackend, pick_device
+from fastnst.checkpoint import CheckpointError, NetworkInfo, load_network
+from fastnst.io import default_cache_dir, pil_to_tensor, tensor_to_pil
+from fastnst.stylize.color import preserve_color
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where oneDNN reports native bf16 (AVX512-BF16 / AMX). Not a speed measurement."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def default_precision(device: torch.device) -> str:
+    """fp16 on GPUs (1.1-1.25x over fp32 on an H100, where bf16 was slower at batch 1); fp32 on CPUs.
+
+    On CPUs bf16 is 2x faster on some (AMD Zen 4/5) and 1.3x slower on others (an Intel Xeon with
+    AVX512-BF16), so flags cannot decide it: ``--precision auto`` measures instead.
+    """
+    return "fp16" if device.type in ("cuda", "mps") else "fp32"
+
+
+class Stylizer:
+    """A trained network on one backend, device and precision.
+
+    Args:
+        backend: a :class:`~fastnst.backends.Backend`, or a bare network (run with PyTorch).
+        style: name used in output file names.
+        info: what is known about the network's training.
+        device, precision, channels_last, compile: for a bare network only (see
+            :class:`~fastnst.backends.torch_backend.TorchBackend`); ``precision=None`` picks per device.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | nn.Module,
+        style: str = "styled",
+        info: NetworkInfo | None = None,
+        device: str | torch.device = "auto",
+        precision: str | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+    ):
+        if isinstance(backend, nn.Module):
+            device = pick_device(device) if isinstance(device, str) else device
+            backend = TorchBackend(backend, device, precision or default_precision(device), channels_last, compile)
+        self.backend, self.style, self.info = backend, style, info or NetworkInfo()
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        backend: str = "torch",
+        device: str = "auto",
+        precision: str | None = None,
+        compile: bool = False,
+        channels_last: bool = False,
+        cache_dir: Path | None = None,
+    ) -> Stylizer:
+        """Load a ``.safetensors`` export, a Lightning ``.ckpt`` or an ``.onnx`` file (never executes code).
+
+        Args:
+            backend: ``torch``, or ``onnxruntime`` (CPU, fp32; a checkpoint is exported to ONNX
+                once and cached under ``cache_dir``, by default ``~/.cache/fastnst``).
+
+        Raises:
+            CheckpointError: unreadable or foreign file. BackendError: an option the backend cannot honour.
+        """
+        from fastnst.backends import BACKENDS, CAPABILITIES
+
+        path = Path(path)
+        is_onnx = path.suffix.lower() == ".onnx"
+        backend = "onnxruntime" if is_onnx else backend
+        if backend not in BACKENDS:
+            raise BackendError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        check_supported(backend, CAPABILITIES[backend], precision=precision, device=device)
+        if backend != "torch" and (compile or channels_last):
+            raise BackendError("--compile and channels_last are torch options; drop them or use --backend torch")
+        if is_onnx:
+            from fastnst.backends.onnxruntime import OnnxRuntimeBackend
+
+            if not path.is_file():
+                raise CheckpointError(f"{path}: ONNX file not found")
+            return cls(OnnxRuntimeBackend(path), style=path.stem)
+        loaded = load_network(path)
+        if backend == "onnxruntime":
+            from fastnst.backends.onnxruntime import OnnxRuntimeBackend, cached_onnx
+
+            onnx_path = cached_onnx(loaded.net, path, cache_dir or default_cache_dir())
+            return cls(OnnxRuntimeBackend(onnx_path), style=loaded.style, info=loaded.info)
+        return cls(loaded.net, loaded.style, loaded.info, device, precision, channels_last, compile)
+
+    @property
+    def device(self) -> torch.device:
+        return self.backend.device
+
+    @property
+    def precision(self) -> str:
+        return self.backend.precision
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network on a float32 batch already on the device (no strength or colour options)."""
+        return self.backend.run(x)
+
+    @staticmethod
+    def finish(
+        stylized: torch.Tensor, content: torch.Tensor, strength: float = 1.0, keep_color: bool = False
+    ) -> torch.Tensor:
+        """Apply ``keep_color`` and ``strength`` to a stylized batch (both (B, 3, H, W))."""
+        content = content.to(stylized.device, torch.float32)
+        if keep_color:
+            stylized = preserve_color(stylized, content)
+        if strength < 1.0:
+            stylized = torch.lerp(content, stylized, strength)
+        return stylized
+
+    @staticmethod
+    def _check(images: torch.Tensor, strength: float) -> None:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+
+    @torch.inference_mode()
+    def stylize_tensor(self, images: torch.Tensor, strength: float = 1.0, keep_color: bool = False) -> torch.Tensor:
+        """Stylize a batch.
+
+        Args:
+            images: float in [0, 1], on any device (not modified).
+            strength: 0 returns the input, 1 the full style; linear blend between.
+            keep_color: keep the input's colours, transfer only luminance.
+
+        Returns:
+            float32 images in [0, 1] on the input's device.
+
+        Shape:
+            - images: (B, 3, H, W).
+            - Output: (B, 3, H, W).
+        """
+        self._check(images, strength)
+        x = images.to(self.device, torch.float32, non_blocking=True)
+        y = self.finish(self.forward(x), x, strength, keep_color)
+        return y.contiguous().to(images.device)
+
+    @torch.inference_mode()
+    def stylize_tiled(
+        self, images: torch.Tensor, tile: int, strength: float = 1.0, keep_color: bool = False, progress=None
+    ) -> torch.Tensor:
+        """Like :meth:`stylize_tensor` in ``tile`` px tiles with whole-image statistics (huge images).
+
+        The images stay where they are (CPU memory); tiles are computed on the device.
+        ``progress`` is called once per tile pass (see :func:`fastnst.stylize.tiling.num_tile_passes`).
+        """
+        from fastnst.stylize.tiling import stylize_tiled
+
+        self._check(images, strength)
+        y = stylize_tiled(self.backend, images, tile=tile, progress=progress)
+        return self.finish(y, images, strength, keep_color)
+
+    def stylize(self, image: Image.Image, strength: float = 1.0, keep_color: bool = False) -> Image.Image:
+        """Stylize one PIL image; returns an RGB image of the same size."""
+        tensor = pil_to_tensor(image.convert("RGB")).unsqueeze(0)  # (1, 3, H, W)
+        return tensor_to_pil(self.stylize_tensor(tensor, strength=strength, keep_color=keep_color))
