@@ -93,12 +93,13 @@ def stylize_tiled(
         return images[..., top:bottom, left:right].to(device, torch.float32)
 
     for norm in norms:
-        sums, count = 0, 0
+        sums, count, box = 0, 0, {}  # box: the tile being measured (its core and window)
 
-        def choose(module, x, norm=norm):
+        def choose(module, x, norm=norm, box=box):
             nonlocal sums, count
             if module is not norm:
                 return fixed[id(module)]
+            core, window = box["core"], box["window"]
             scale = (window[2] - window[0]) // x.shape[-2]
             top, left = (core[0] - window[0]) // scale, (core[1] - window[1]) // scale
             bottom, right = (core[2] - window[0]) // scale, (core[3] - window[1]) // scale
@@ -109,6 +110,7 @@ def stylize_tiled(
 
         with backend.norm_statistics(choose):
             for core, window in boxes:
+                box.update(core=core, window=window)
                 try:
                     backend.run(window_of(window))
                 except _Stop:
