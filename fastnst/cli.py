@@ -242,7 +242,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from fastnst.backends.torch_backend import pick_device
-    from fastnst.io import ImageReadError, pil_to_tensor, read_image, resize_long_side, save_image, tensor_to_pil
+    from fastnst.io import ImageReadError, load_image, save_image, tensor_to_pil
     from fastnst.models.vgg import VGGFeatures, WeightsError
     from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, GatysConfig, gatys
 
@@ -253,12 +253,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         return fail(f"{target} would overwrite an input")
     try:
         device = pick_device(args.device)
-        content = pil_to_tensor(resize_long_side(read_image(args.content), args.size)).unsqueeze(0).to(device)
-        style = (
-            pil_to_tensor(resize_long_side(read_image(args.style), args.style_size or args.size))
-            .unsqueeze(0)
-            .to(device)
-        )
+        content = load_image(args.content, args.size).to(device)
+        style = load_image(args.style, args.style_size or args.size).to(device)
         vgg = VGGFeatures([*GATYS_STYLE_LAYERS, *GATYS_CONTENT_LAYERS], weights=args.vgg).to(device)
     except (ImageReadError, WeightsError, ValueError) as exc:
         return fail(str(exc))

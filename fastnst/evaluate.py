@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from fastnst.io import atomic_path, pil_to_tensor, read_image, resize_long_side, save_image, tensor_to_pil
+from fastnst.io import atomic_path, load_image, pil_to_tensor, read_image, resize_long_side, save_image, tensor_to_pil
 from fastnst.losses import content_loss, gram_matrix, style_loss
 from fastnst.models.vgg import VGGFeatures
 from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, GatysConfig, gatys
@@ -175,7 +175,7 @@ def evaluate(
     methods = [*stylizers] + (["gatys"] if compare_optimize else [])
     per_photo, rows, captions = [], [], []
     for path in photos:
-        photo = pil_to_tensor(resize_long_side(read_image(path), size)).unsqueeze(0)
+        photo = load_image(path, size)
         entry, row, caps = {"photo": str(path)}, [tensor_to_pil(photo), painting], ["", ""]
         for label, stylizer in stylizers.items():
             stylizer.stylize_tensor(photo)  # warm-up, so ms is the steady state

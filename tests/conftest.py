@@ -126,3 +126,13 @@ def train_cfg(shipped_cfg, tmp_path: Path, photo_dir: Path, style_path: Path):
         )
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests run where CUDA is (the lent GPU machine) and are skipped, saying why, elsewhere."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (run on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

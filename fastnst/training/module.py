@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import lightning as L
 import torch
 from torch import nn
 
-from fastnst.io import pil_to_tensor, read_image, resize_long_side
+from fastnst.io import load_image
 from fastnst.losses import PerceptualLoss
 from fastnst.models.registry import build_network
 from fastnst.models.vgg import VGGFeatures
@@ -18,14 +17,6 @@ from fastnst.models.vgg import VGGFeatures
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-def load_style_image(path: str | Path, size: int | None) -> torch.Tensor:
-    """The style image as (1, 3, H, W) in [0, 1], long side resized to ``size``."""
-    image = read_image(path)
-    if size:
-        image = resize_long_side(image, size)
-    return pil_to_tensor(image).unsqueeze(0)
 
 
 class StyleTransferModule(L.LightningModule):
@@ -59,7 +50,7 @@ class StyleTransferModule(L.LightningModule):
         vgg = VGGFeatures(list(dict.fromkeys([*content_layers, *style_layers])), **dict(loss.get("vgg") or {}))
         perceptual = PerceptualLoss(
             vgg,
-            load_style_image(style["image"], style.get("size")),
+            load_image(style["image"], style.get("size")),
             content_layers,
             style_layers,
             loss["content_weight"],

@@ -43,7 +43,20 @@ def cpu_precision() -> str:
     return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
 
 
+def painting(file_name: str) -> str:
+    """A painting by file name: from ``$FASTNST_STYLE_DIR`` (a folder of paintings) or shipped in assets/styles.
+
+    Presets of paintings the project cannot ship resolve to ``missing:<name>`` when neither has
+    it; :func:`validate` then says how to give the file.
+    """
+    for folder in (os.environ.get("FASTNST_STYLE_DIR"), PACKAGE_DIR / "assets" / "styles"):
+        if folder and (Path(folder).expanduser() / file_name).is_file():
+            return str(Path(folder).expanduser() / file_name)
+    return f"missing:{file_name}"
+
+
 RESOLVERS = {
+    "fastnst_painting": painting,
     "fastnst_root": project_root,
     "fastnst_assets": lambda: str(PACKAGE_DIR / "assets"),
     "fastnst_cpu_precision": cpu_precision,
@@ -112,6 +125,12 @@ def validate(cfg: DictConfig) -> None:
             f"loss.style_layers.{layer}",
             lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
             "a number >= 0",
+        )
+    if str(cfg.style.image).startswith("missing:"):
+        name = str(cfg.style.image).removeprefix("missing:")
+        raise ConfigError(
+            f"style={cfg.style.name}: the painting {name} is not shipped with fastnst; "
+            f"add style.image=/path/to/{name}, or set FASTNST_STYLE_DIR to a folder holding it"
         )
     style_image = Path(cfg.style.image).expanduser()
     if not style_image.is_file():

@@ -9,7 +9,7 @@ import pytest
 
 import fastnst.training.train as train_script
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, write_photo
 
 LOSS_TAGS = {"train/content_loss", "train/style_loss", "train/tv_loss", "train/loss"}
 
@@ -108,17 +108,39 @@ def test_non_finite_loss_names_step_and_cause(train_cfg):
         train_script.train(train_cfg("loss.style_weight=inf", "~callbacks.style_samples"))
 
 
-def test_every_shipped_network_has_a_style_preset_that_composes(shipped_cfg):
+def test_every_shipped_network_has_a_style_preset_that_composes(shipped_cfg, monkeypatch):
     shipped = sorted(path.stem for path in (ROOT / "checkpoints").glob("*.safetensors"))
     assert "starry_night" in shipped
+    monkeypatch.delenv("FASTNST_STYLE_DIR", raising=False)
     for style in shipped:
-        assert (ROOT / "configs" / "style" / f"{style}.yaml").is_file(), f"checkpoints/{style} has no preset"
+        assert (ROOT / "fastnst" / "configs" / "style" / f"{style}.yaml").is_file(), (
+            f"checkpoints/{style} has no preset"
+        )
         cfg = shipped_cfg(f"style={style}")
         assert cfg.style.name == style
-        # Paintings come with the package (starry_night) or from ../shared on development machines.
-        image = Path(cfg.style.image).resolve()
-        if SHARED.is_dir() or not image.is_relative_to(SHARED.resolve()):
-            assert image.is_file(), f"style={style}: {image} missing"
+        image = str(cfg.style.image)
+        # Shipped with the package (starry_night), or asked of the user: never a path outside the project.
+        assert Path(image).is_file() if style == "starry_night" else image == f"missing:{style}.jpg", image
+
+
+def test_presets_never_point_outside_the_project():
+    for path in (ROOT / "fastnst" / "configs").rglob("*.yaml"):
+        assert "shared" not in path.read_text(), f"{path} points at the development machine's ../shared"
+
+
+def test_a_painting_that_is_not_shipped_is_one_line(shipped_cfg, tmp_path, monkeypatch):
+    monkeypatch.delenv("FASTNST_STYLE_DIR", raising=False)
+    cfg = shipped_cfg("style=great_wave")
+    with pytest.raises(train_script.ConfigError) as info:
+        train_script.validate(cfg)
+    assert str(info.value) == (
+        "style=great_wave: the painting great_wave.jpg is not shipped with fastnst; "
+        "add style.image=/path/to/great_wave.jpg, or set FASTNST_STYLE_DIR to a folder holding it"
+    )
+    (tmp_path / "paintings").mkdir()
+    write_photo(tmp_path / "paintings" / "great_wave.jpg")
+    monkeypatch.setenv("FASTNST_STYLE_DIR", str(tmp_path / "paintings"))
+    assert shipped_cfg("style=great_wave").style.image == str(tmp_path / "paintings" / "great_wave.jpg")
 
 
 def test_each_loss_preset_owns_its_weights(shipped_cfg):
@@ -298,3 +320,18 @@ def test_crash_while_saving_a_lightning_checkpoint_keeps_the_old_one(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         TorchCheckpointIO().save_checkpoint({"global_step": 2, "big": torch.zeros(1000)}, path)
     assert path.read_bytes() == before
+
+
+def test_fastnst_train_command(tmp_path, photo_dir, style_path):
+    args = [
+        "style=custom", f"style.image={style_path}", "style.name=cmd", "style.size=64", f"data.root={photo_dir}",
+        "data.image_size=32", "data.batch_size=2", "data.num_workers=0", "data.num_val_images=1", "model.width=0.25",
+        "model.num_residual_blocks=1", "loss.vgg.weights=random", "loss.vgg.channel_scale=0.125", "trainer=cpu",
+        "trainer.max_steps=2", "~callbacks.progress_bar", "trainer.enable_progress_bar=false", "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}", f"paths.export_dir={tmp_path / 'export'}",
+    ]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "fastnst.cli", "train", *args], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "export" / "cmd.safetensors").is_file() and "after 2 steps" in result.stdout

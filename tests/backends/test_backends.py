@@ -1,0 +1,52 @@
+"""The backend interface: one place refuses what a backend cannot do; every backend gives the same pictures."""
+
+import pytest
+import torch
+
+from fastnst.backends import BACKENDS, CAPABILITIES
+from fastnst.backends.base import BackendError, check_supported
+from fastnst.stylize.stylizer import Stylizer
+
+
+def test_refusals_are_one_line_and_name_the_way_out():
+    caps = CAPABILITIES["onnxruntime"]
+    cases = {
+        "--tile needs the torch backend": dict(tile=True),
+        "--stable needs the torch backend": dict(stable=True),
+        "drop --precision bf16 or use --backend torch": dict(precision="bf16"),
+        "drop --device cuda or use --backend torch": dict(device="cuda"),
+    }
+    for words, option in cases.items():
+        with pytest.raises(BackendError) as info:
+            check_supported("onnxruntime", caps, **option)
+        assert words in str(info.value) and "\n" not in str(info.value)
+    check_supported("torch", CAPABILITIES["torch"], tile=True, stable=True, precision="bf16", device="cuda")
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "torch"])
+def test_every_backend_matches_torch(tiny_ckpt, backend):
+    pytest.importorskip({"onnxruntime": "onnxruntime", "openvino": "openvino"}[backend])
+    x = torch.rand(2, 3, 37, 45)  # odd sizes: padded and cropped back
+    reference = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32").stylize_tensor(x)
+    got = Stylizer.from_checkpoint(tiny_ckpt, backend=backend).stylize_tensor(x)
+    assert got.shape == reference.shape
+    assert (got - reference).abs().max() < 1e-4
+
+
+@pytest.mark.gpu
+def test_gpu_default_is_fp16_and_close_to_fp32(tiny_ckpt):
+    x = torch.rand(2, 3, 64, 80)
+    default = Stylizer.from_checkpoint(tiny_ckpt, device="cuda")
+    assert default.precision == "fp16" and default.device.type == "cuda"
+    reference = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32").stylize_tensor(x)
+    got = default.stylize_tensor(x.cuda()).cpu()
+    assert 0 < (got - reference).abs().mean() < 0.01
+
+
+@pytest.mark.gpu
+def test_gpu_tiles_match_the_whole_image(tiny_ckpt):
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cuda", precision="fp32")
+    x = torch.rand(1, 3, 150, 203)
+    whole = stylizer.stylize_tensor(x)
+    tiled = stylizer.stylize_tiled(x, tile=64)
+    assert (tiled - whole).abs().max() < 1e-3
