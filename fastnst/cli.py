@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--style", required=True, help="the painting the network was trained on")
     ev.add_argument("--images", nargs="+", required=True, help="photos: files, folders or globs")
     ev.add_argument("-o", "--output-dir", default="report")
-    ev.add_argument("--size", type=int, default=256, help="long side of the photos (default 256)")
+    ev.add_argument("--size", type=int, default=384, help="long side of the photos (default 384)")
+    ev.add_argument("--style-size", type=int, default=512, help="long side of the painting (default 512)")
     ev.add_argument("--max-images", type=int, default=8)
     ev.add_argument("--compare-optimize", action="store_true", help="also run Gatys on each photo")
     ev.add_argument("--optimize-steps", type=int, default=500)
@@ -298,7 +299,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for label, path in zip(checkpoint_labels(paths), paths)
         }
         report = evaluate(
-            stylizers, Path(args.style), photos, Path(args.output_dir), size=args.size,
+            stylizers, Path(args.style), photos, Path(args.output_dir), size=args.size, style_size=args.style_size,
             compare_optimize=args.compare_optimize, optimize_config=GatysConfig(steps=args.optimize_steps),
             progress=lambda message: print(message, file=sys.stderr),
             cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
@@ -306,9 +307,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except (CheckpointError, ImageReadError, ValueError) as exc:
         return fail(str(exc))
     for method, s in report["mean"].items():
+        layers = " ".join(f"{name} {value:.3f}" for name, value in s["layers"].items())
         print(
-            f"{method:12s} mean style distance {s['style_distance']:.1f}, content distance {s['content_distance']:.1f}, "
-            f"SSIM {s['ssim']:.3f}, {s['ms']:.1f} ms/image"
+            f"{method:12s} style {s['style_distance']:.3f} ({layers}), content {s['content_distance']:.3f}, "
+            f"colour kept {s['colour_kept']:.2f}, SSIM {s['ssim']:.3f}, {s['ms']:.1f} ms/image"
         )
     print(
         f"report: {Path(args.output_dir) / 'report.md'}, contact sheet: {Path(args.output_dir) / 'contact_sheet.png'}"

@@ -8,6 +8,7 @@ atomically: a temporary file in the same folder, then a rename.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import warnings
@@ -146,6 +147,15 @@ def resize_tensor(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return images
     resized = torch.nn.functional.interpolate(images, size=(size[1], size[0]), mode="bicubic", antialias=True)
     return resized.clamp_(0, 1)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def default_cache_dir() -> Path:

@@ -17,7 +17,7 @@ def test_evaluate_writes_report_and_contact_sheet(tmp_path, tiny_ckpt, capsys):
     style = write_photo(tmp_path / "style.png", seed=7)
     out = tmp_path / "report"
     code = main(["evaluate", "--ckpt", str(tiny_ckpt), "--style", str(style), "--images", str(tmp_path / "p"),
-                 "-o", str(out), "--size", "40", "--compare-optimize", "--optimize-steps", "3"])  # fmt: skip
+                 "-o", str(out), "--size", "40", "--style-size", "40", "--compare-optimize", "--optimize-steps", "3"])  # fmt: skip
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     net = tiny_ckpt.stem
@@ -26,7 +26,7 @@ def test_evaluate_writes_report_and_contact_sheet(tmp_path, tiny_ckpt, capsys):
     assert f"{net} vs Gatys: style distance" in (out / "report.md").read_text()
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.width > 4 * 256 and sheet.height > 2 * 30  # 4 columns, 2 rows
-    assert "mean style distance" in capsys.readouterr().out
+    assert "colour kept" in capsys.readouterr().out
 
 
 def test_evaluate_reuses_cached_gatys_results(tmp_path, tiny_ckpt):
@@ -36,7 +36,7 @@ def test_evaluate_reuses_cached_gatys_results(tmp_path, tiny_ckpt):
 
     def run(name, *extra):
         args = ["evaluate", "--ckpt", str(tiny_ckpt), "--style", str(style), "--images", str(tmp_path / "p"),
-                "-o", str(tmp_path / name), "--size", "40", "--compare-optimize", "--cache-dir", str(cache), *extra]  # fmt: skip
+                "-o", str(tmp_path / name), "--size", "40", "--style-size", "40", "--compare-optimize", "--cache-dir", str(cache), *extra]  # fmt: skip
         assert main(args) == 0
         return json.loads((tmp_path / name / "report.json").read_text())["photos"][0]
 
@@ -81,3 +81,46 @@ def test_contact_sheet_rows_fit_their_images():
     assert sheet.size == (2 * (256 + 6) + 6, 28 + (128 + 26) + (256 + 26) + 6)
     assert sheet.getpixel((6 + 128, 28 + 64)) == (255, 0, 0)  # row 1's first image, centred in its cell
     assert sheet.getpixel((6 + 262 + 128, 28 + 154 + 128)) == (0, 0, 255)  # the portrait in row 2
+
+
+def test_distances_are_relative_to_the_photo_and_colour_kept_reads_washes():
+    import torch
+
+    from fastnst.evaluate import Judge, colour_kept
+    from fastnst.models.vgg import VGGFeatures
+    from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS
+
+    torch.manual_seed(0)
+    vgg = VGGFeatures([*GATYS_STYLE_LAYERS, *GATYS_CONTENT_LAYERS], weights="random", channel_scale=0.125)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 64), indexing="ij")
+    photo = torch.stack([xx, yy, 1 - xx]).unsqueeze(0)  # colours vary across the picture
+    judge = Judge(torch.rand(1, 3, 40, 40), vgg)
+    itself = judge.score(photo, photo, 1.0)
+    assert itself.style_distance == pytest.approx(1.0) and itself.content_distance == pytest.approx(0.0, abs=1e-9)
+    assert all(v == pytest.approx(1.0) for v in itself.layers.values()) and list(itself.layers) == list(
+        GATYS_STYLE_LAYERS
+    )
+    assert colour_kept(photo, photo) == pytest.approx(1.0)
+    grey = photo.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    wash = grey * torch.tensor([0.3, 0.4, 0.9]).view(1, 3, 1, 1)  # one blue wash over the luminance
+    assert colour_kept(wash, photo) < 0.5
+    shifted = (photo * 0.8 + torch.tensor([0.1, 0.05, 0.0]).view(1, 3, 1, 1)).clamp(0, 1)  # a global palette shift
+    assert colour_kept(shifted, photo) > 0.9
+
+
+def test_evaluate_warns_when_the_painting_is_another_file(tmp_path, tiny_net, capsys):
+    from fastnst.checkpoint import save_network
+    from fastnst.io import file_sha256
+
+    trained_on = write_photo(tmp_path / "painting_a.png", seed=1)
+    other = write_photo(tmp_path / "painting_b.png", seed=2)
+    ckpt = save_network(tiny_net, tmp_path / "net.safetensors",
+                        {"style": "x", "style_image": "painting_a.png", "style_image_sha256": file_sha256(trained_on)})  # fmt: skip
+    write_photo(tmp_path / "p" / "0.png", size=(40, 30))
+    base = ["evaluate", "--ckpt", str(ckpt), "--images", str(tmp_path / "p"), "--size", "40", "--style-size", "40"]
+    assert main([*base, "--style", str(other), "-o", str(tmp_path / "r1")]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: net learned from painting_a.png" in err and "give --style the file it was trained on" in err
+    assert json.loads((tmp_path / "r1" / "report.json").read_text())["warnings"]
+    assert main([*base, "--style", str(trained_on), "-o", str(tmp_path / "r2")]) == 0
+    assert "WARNING" not in capsys.readouterr().err

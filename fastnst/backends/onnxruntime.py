@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from fastnst.backends.base import Backend, BackendError, Capabilities
+from fastnst.io import file_sha256
 from fastnst.models.transformer_net import pad_to_multiple
-
-
-def file_digest(path: str | Path) -> str:
-    """First 32 hex digits of the SHA-256 of a file (cache keys)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:32]
 
 
 def cached_onnx(net: nn.Module, checkpoint: Path, cache_dir: Path) -> Path:
     """``<cache_dir>/onnx/<hash of the checkpoint>.onnx``, exported on first use."""
     from fastnst.export import export_onnx
 
-    path = cache_dir / "onnx" / f"{file_digest(checkpoint)}.onnx"
+    path = cache_dir / "onnx" / f"{file_sha256(checkpoint)[:32]}.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(net, path)

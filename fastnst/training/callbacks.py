@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from pathlib import Path
 
 import lightning as L
@@ -11,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
 from fastnst.checkpoint import NetworkInfo, save_network
-from fastnst.io import make_grid
+from fastnst.io import file_sha256, make_grid
 
 
 class StyleSamples(L.Callback):
@@ -63,15 +62,6 @@ def free_path(path: Path) -> Path:
         candidate = path.with_name(f"{path.stem}-{stamp}-{n}{path.suffix}")
         n += 1
     return candidate
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ExportNetwork(L.Callback):
