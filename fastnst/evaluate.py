@@ -323,7 +323,7 @@ def markdown(report: dict) -> str:
     methods = list(report["mean"])
     layers = list(report["mean"][methods[0]]["layers"])
     head = "| method | style | " + " | ".join(layers) + " | content | colour kept | SSIM | ms |"
-    rule = "|" + "---|" * (len(layers) + 7)
+    rule = "|" + "---|" * (len(layers) + 6)
 
     def row(name: str, s: dict) -> str:
         per_layer = " | ".join(f"{s['layers'][layer]:.3f}" for layer in layers)
