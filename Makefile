@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[train,onnx,video,dev]"
+	$(PIP) install -q -c constraints.txt -e ".[train,onnx,openvino,video,dev]"
 	touch $@
 
 demo: install

@@ -28,16 +28,17 @@ def fail(message: str) -> int:
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: auto")
     parser.add_argument(
-        "--precision",
-        choices=["fp32", "bf16", "fp16"],
-        help="default: fp16 on GPUs, fp32 on CPUs",
-    )
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many images)")
-    parser.add_argument(
-        "--backend", choices=["torch", "onnxruntime"], default="torch",
-        help="onnxruntime: run on the CPU through ONNX Runtime (fp32; exported once and cached), "
-        "faster than torch at large sizes on CPUs",
+        "--backend", choices=["auto", "torch", "onnxruntime", "openvino"], default="auto",
+        help="auto (default): on a CPU the fastest installed backend and precision, measured on this machine "
+        "on first use and cached; on a GPU torch fp16",
     )  # fmt: skip
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16", "fp16", "int8"],
+        help="auto: measured (the default with --backend auto); otherwise fp16 on GPUs and fp32 on CPUs. "
+        "int8: OpenVINO, only for a network whose int8 pictures passed the check against fp32",
+    )  # fmt: skip
+    parser.add_argument("--recalibrate", action="store_true", help="--backend auto: measure again on this machine")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many images)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     ev.add_argument("--no-cache", action="store_true", help="always run Gatys, keep nothing")
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    ev.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    ev.add_argument("--backend", choices=["torch", "onnxruntime", "openvino"], default="torch")
+    ev.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], default="fp32",
+                    help="fp32 by default, so quality is judged apart from speed; int8 with --backend openvino")  # fmt: skip
 
     ex = sub.add_parser("export", help="export a network to safetensors, ONNX or TorchScript")
     ex.add_argument("--ckpt", required=True)
@@ -129,9 +132,11 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     )  # fmt: skip
     try:
         options.validate()
+        backend = "torch" if args.backend == "auto" and (args.compile or args.precision == "fp16") else args.backend
         stylizer = Stylizer.from_checkpoint(
-            args.ckpt, backend=args.backend, device=args.device, precision=args.precision, compile=args.compile
-        )
+            args.ckpt, backend=backend, device=args.device, precision=args.precision, compile=args.compile,
+            needs_norm_statistics=bool(args.tile or args.stable), recalibrate=args.recalibrate,
+        )  # fmt: skip
         pipeline.check_options(stylizer, options)
         plan = pipeline.plan_jobs(args.inputs, stylizer.style, options)
     except (CheckpointError, BackendError, pipeline.OptionsError, ValueError, RuntimeError, ImportError) as exc:
@@ -192,7 +197,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if written:
         print(
             f"stylized {written} image{'s' * (written != 1)} with '{stylizer.style}' on {stylizer.device.type} "
-            f"({stylizer.backend.describe()}): {busy_ms / written:.1f} ms/image in the network, "
+            f"({stylizer.choice.describe() + ', auto' if stylizer.choice else stylizer.backend.describe()}): "
+            f"{busy_ms / written:.1f} ms/image in the network, "
             f"{pixels / 1e3 / max(busy_ms, 1e-6):.2f} MP/s; {time.perf_counter() - started:.1f} s in all; "
             f"output in {options.output or options.output_dir}"
         )
@@ -295,7 +301,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         paths = [Path(ckpt) for ckpt in args.ckpt]
         stylizers = {
-            label: Stylizer.from_checkpoint(path, device=args.device, precision=args.precision)
+            label: Stylizer.from_checkpoint(path, backend=args.backend, device=args.device, precision=args.precision)
             for label, path in zip(checkpoint_labels(paths), paths)
         }
         report = evaluate(
@@ -304,7 +310,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             progress=lambda message: print(message, file=sys.stderr),
             cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
         )  # fmt: skip
-    except (CheckpointError, ImageReadError, ValueError) as exc:
+    except (CheckpointError, ImageReadError, ValueError, ImportError) as exc:
         return fail(str(exc))
     for method, s in report["mean"].items():
         layers = " ".join(f"{name} {value:.3f}" for name, value in s["layers"].items())

@@ -62,6 +62,7 @@ class Stylizer:
             device = pick_device(device) if isinstance(device, str) else device
             backend = TorchBackend(backend, device, precision or default_precision(device), channels_last, compile)
         self.backend, self.style, self.info = backend, style, info or NetworkInfo()
+        self.choice = None  # what --backend auto measured, when it chose
 
     @classmethod
     def from_checkpoint(
@@ -73,39 +74,89 @@ class Stylizer:
         compile: bool = False,
         channels_last: bool = False,
         cache_dir: Path | None = None,
+        needs_norm_statistics: bool = False,
+        recalibrate: bool = False,
     ) -> Stylizer:
         """Load a ``.safetensors`` export, a Lightning ``.ckpt`` or an ``.onnx`` file (never executes code).
 
         Args:
-            backend: ``torch``, or ``onnxruntime`` (CPU, fp32; a checkpoint is exported to ONNX
-                once and cached under ``cache_dir``, by default ``~/.cache/fastnst``).
+            backend: ``torch``, ``onnxruntime`` (CPU, fp32), ``openvino`` (CPU, fp32/bf16/int8), or
+                ``auto``: on a CPU the fastest installed backend and precision, measured on this machine
+                on first use (:mod:`fastnst.backends.auto`); on a GPU torch in fp16.
+            device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+            precision: ``fp32``, ``bf16``, ``fp16``, ``int8``, or ``auto`` (measured); None: ``auto``
+                with ``backend="auto"``, else fp16 on GPUs and fp32 on CPUs.
+            cache_dir: converted networks and calibrations (default ``$FASTNST_CACHE_DIR`` or ~/.cache/fastnst).
+            needs_norm_statistics: ``auto`` picks only backends that can tile and smooth video (torch).
+            recalibrate: ``auto`` measures again instead of using the cached measurement.
 
         Raises:
             CheckpointError: unreadable or foreign file. BackendError: an option the backend cannot honour.
         """
         from fastnst.backends import BACKENDS, CAPABILITIES
 
-        path = Path(path)
+        path, cache_dir = Path(path), cache_dir or default_cache_dir()
         is_onnx = path.suffix.lower() == ".onnx"
-        backend = "onnxruntime" if is_onnx else backend
-        if backend not in BACKENDS:
-            raise BackendError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
-        check_supported(backend, CAPABILITIES[backend], precision=precision, device=device)
+        backend = "onnxruntime" if is_onnx and backend in ("auto", "torch") else backend
+        if backend not in (*BACKENDS, "auto"):
+            raise BackendError(f"backend {backend!r}: use one of auto, {', '.join(BACKENDS)}")
+        if backend != "auto":
+            check_supported(backend, CAPABILITIES[backend], precision=precision, device=device)
         if backend != "torch" and (compile or channels_last):
             raise BackendError("--compile and channels_last are torch options; drop them or use --backend torch")
         if is_onnx:
-            from fastnst.backends.onnxruntime import OnnxRuntimeBackend
-
             if not path.is_file():
                 raise CheckpointError(f"{path}: ONNX file not found")
+            if backend == "openvino":
+                from fastnst.backends.openvino import OpenVinoBackend
+
+                return cls(OpenVinoBackend(path, precision or "fp32"), style=path.stem)
+            from fastnst.backends.onnxruntime import OnnxRuntimeBackend
+
             return cls(OnnxRuntimeBackend(path), style=path.stem)
         loaded = load_network(path)
+        choice = None
+        if backend == "auto" or precision == "auto":
+            target = pick_device(device)
+            if target.type != "cpu":  # GPUs: torch, fp16 unless asked (measured on an H100, docs/benchmarks.md)
+                backend, precision = (
+                    "torch",
+                    precision if precision not in (None, "auto") else default_precision(target),
+                )
+            else:
+                from fastnst.backends.auto import choose
+
+                choice = choose(
+                    path, cache_dir, needs_norm_statistics, recalibrate,
+                    backends=None if backend == "auto" else [backend],
+                    precisions=None if precision in (None, "auto") else [precision],
+                )  # fmt: skip
+                backend, precision, device = choice.backend, choice.precision, "cpu"
         if backend == "onnxruntime":
             from fastnst.backends.onnxruntime import OnnxRuntimeBackend, cached_onnx
 
-            onnx_path = cached_onnx(loaded.net, path, cache_dir or default_cache_dir())
-            return cls(OnnxRuntimeBackend(onnx_path), style=loaded.style, info=loaded.info)
-        return cls(loaded.net, loaded.style, loaded.info, device, precision, channels_last, compile)
+            runner = OnnxRuntimeBackend(cached_onnx(loaded.net, path, cache_dir))
+        elif backend == "openvino":
+            from fastnst.backends.openvino import OpenVinoBackend, cached_openvino, int8_verdict
+
+            model = cached_openvino(loaded.net, path, cache_dir, int8=precision == "int8")
+            runner = OpenVinoBackend(model, precision or "fp32")
+            verdict = int8_verdict(model) if precision == "int8" else None
+            if verdict and not verdict["passed"] and choice is None:
+                import warnings
+
+                warnings.warn(
+                    f"{path.name}: in int8 its texture moved {100 * verdict['style_change']:.1f}% and its content "
+                    f"distance {100 * verdict['content_change']:.1f}% from fp32's, over the 5% allowed; "
+                    "auto never picks int8 for it",
+                    stacklevel=2,
+                )
+        else:
+            dev = pick_device(device)
+            runner = TorchBackend(loaded.net, dev, precision or default_precision(dev), channels_last, compile)
+        stylizer = cls(runner, loaded.style, loaded.info)
+        stylizer.choice = choice
+        return stylizer
 
     @property
     def device(self) -> torch.device:

@@ -159,12 +159,22 @@ def test_validate_checks_the_loss_values_used(train_cfg):
         train_script.validate(train_cfg("loss.style_layers.relu1_2=x"))
 
 
-def test_cpu_training_uses_bf16_only_where_it_is_native(train_cfg, monkeypatch):
-    import fastnst.stylize.stylizer
+def test_cpu_training_uses_bf16_only_where_it_measures_faster(train_cfg, monkeypatch, tmp_path):
+    import fastnst.training.precision as precision
 
-    for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
-        monkeypatch.setattr(fastnst.stylize.stylizer, "cpu_has_fast_bf16", lambda native=native: native)
+    measured = []
+    for timings, expected in (({"32-true": 100, "bf16-mixed": 50}, "bf16-mixed"),
+                              ({"32-true": 100, "bf16-mixed": 130}, "32-true"),  # the Intel case: flags say bf16
+                              ({"32-true": 100, "bf16-mixed": 95}, "32-true")):  # fmt: skip
+        precision.cpu_training_precision.cache_clear()
+        monkeypatch.setenv("FASTNST_CACHE_DIR", str(tmp_path / expected / str(timings["bf16-mixed"])))
+        monkeypatch.setattr(precision, "measure_training_step", lambda p, t=timings: measured.append(p) or t[p])
         assert train_cfg("experiment=demo").trainer.precision == expected
+        n = len(measured)
+        precision.cpu_training_precision.cache_clear()
+        assert train_cfg("experiment=demo").trainer.precision == expected
+        assert len(measured) == n  # the second run read the cached measurement
+    precision.cpu_training_precision.cache_clear()
 
 
 def test_gatys_loss_preset_is_the_evaluate_objective(shipped_cfg):

@@ -1,0 +1,175 @@
+"""The OpenVINO backend (CPU): fp32, bf16 and int8, converted once and cached by the checkpoint's hash.
+
+The network goes checkpoint -> ONNX -> OpenVINO IR with dynamic batch, height and width, compiled
+once (on the CPUs measured, dynamic shapes ran as fast as a model reshaped to each size). int8 is
+NNCF post-training quantization calibrated on crops of the photos fastnst ships; before int8 is
+offered its pictures are compared with fp32's (:func:`check_int8`) and the verdict is stored
+beside the quantized model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from fastnst.backends.base import Backend, BackendError, Capabilities
+from fastnst.io import atomic_path
+from fastnst.models.transformer_net import pad_to_multiple
+
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8 layers stay int8; the rest in f32
+INT8_TOLERANCE = 0.05  # int8 may move the picture by at most 5% of what stylizing moved it (see check_int8)
+CALIBRATION_CROPS = 32
+
+
+def require_openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise BackendError(
+            "the openvino backend needs OpenVINO: pip install 'fastnst[openvino]' (or make install)"
+        ) from None
+    return openvino
+
+
+def _save_model(model, path: Path) -> None:
+    ov = require_openvino()
+    with atomic_path(path) as tmp_xml, atomic_path(path.with_suffix(".bin")) as tmp_bin:  # the .bin lands first
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+        Path(str(tmp_xml)[: -len(".xml")] + ".bin").replace(tmp_bin)
+
+
+def calibration_images(size: int = 192, count: int = CALIBRATION_CROPS) -> list[np.ndarray]:
+    """Crops of the photos shipped in fastnst/assets/photos (and their mirror images), fixed by a seed."""
+    from fastnst.io import load_image
+
+    folder = Path(__file__).resolve().parents[1] / "assets" / "photos"
+    photos = [load_image(p, 2 * size) for p in sorted(folder.glob("*.jpg"))]
+    rng = np.random.default_rng(0)
+    crops = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[-2:]
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        crop = photo[..., top : top + size, left : left + size]
+        crops.append((crop.flip(-1) if i % 2 else crop).numpy())
+    return crops
+
+
+def check_int8(fp32: Backend, int8: Backend, size: int = 256) -> dict:
+    """Do int8's pictures measure as fp32's do, in the classic VGG terms? On the shipped photos.
+
+    - ``content_change``: relative change of the content distance (relu4_2 features against the
+      photo's) from fp32's to int8's, as ``fastnst evaluate`` would report it.
+    - ``style_change``: Gram distance (relu1_1 ... relu5_1, summed) of int8's output to fp32's, over
+      the distance of the unstylized photo to fp32's output: how far int8 moved the texture, as a
+      share of how far stylizing moved it. No painting is needed (most are not shipped), so every
+      network can be checked where it runs.
+
+    Returns:
+        dict with both numbers, ``passed`` (each within :data:`INT8_TOLERANCE`), the photos and size.
+    """
+    from fastnst.io import load_image
+    from fastnst.losses import content_loss, gram_matrix
+    from fastnst.models.vgg import VGGFeatures
+    from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS
+
+    vgg = VGGFeatures([*GATYS_STYLE_LAYERS, *GATYS_CONTENT_LAYERS])
+    folder = Path(__file__).resolve().parents[1] / "assets" / "photos"
+    paths = sorted(folder.glob("*.jpg"))
+    style_num = style_den = content_fp32 = content_int8 = 0.0
+    with torch.no_grad():
+        for path in paths:
+            photo = load_image(path, size)
+            f_photo, f_ref, f_out = vgg(photo), vgg(fp32.run(photo)), vgg(int8.run(photo))
+            for layer in GATYS_STYLE_LAYERS:
+                g_ref = gram_matrix(f_ref[layer])
+                style_num += float((gram_matrix(f_out[layer]) - g_ref).pow(2).mean())
+                style_den += float((gram_matrix(f_photo[layer]) - g_ref).pow(2).mean())
+            for layer in GATYS_CONTENT_LAYERS:
+                content_fp32 += float(content_loss(f_ref[layer], f_photo[layer]))
+                content_int8 += float(content_loss(f_out[layer], f_photo[layer]))
+    style = style_num / max(style_den, 1e-30)
+    content = abs(content_int8 - content_fp32) / max(content_fp32, 1e-30)
+    return {
+        "style_change": style, "content_change": content, "tolerance": INT8_TOLERANCE,
+        "passed": style <= INT8_TOLERANCE and content <= INT8_TOLERANCE, "photos": [p.name for p in paths], "size": size,
+    }  # fmt: skip
+
+
+def cached_openvino(net: nn.Module, checkpoint: Path, cache_dir: Path, int8: bool = False) -> Path:
+    """The network's OpenVINO IR (``.xml``) in ``<cache_dir>/openvino/<hash>/``, converted on first use.
+
+    ``int8=True`` also quantizes it (NNCF, calibrated on the shipped photos) and checks it against
+    fp32 (:func:`check_int8`), storing the verdict in ``int8_check.json`` beside it.
+    """
+    from fastnst.backends.onnxruntime import cached_onnx
+    from fastnst.io import file_sha256
+
+    ov = require_openvino()
+    folder = cache_dir / "openvino" / file_sha256(checkpoint)[:32]
+    fp32_path = folder / "model.xml"
+    if not fp32_path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        _save_model(ov.convert_model(str(cached_onnx(net, checkpoint, cache_dir))), fp32_path)
+    if not int8:
+        return fp32_path
+    int8_path = folder / "int8.xml"
+    if not int8_path.is_file():
+        try:
+            import nncf
+        except ImportError:
+            raise BackendError(
+                "--precision int8 needs NNCF: pip install 'fastnst[openvino]' (or make install)"
+            ) from None
+        model = ov.Core().read_model(str(fp32_path))
+        quantized = nncf.quantize(model, nncf.Dataset(calibration_images()), subset_size=CALIBRATION_CROPS)
+        _save_model(quantized, int8_path)
+    verdict = folder / "int8_check.json"
+    if not verdict.is_file() or "content_change" not in json.loads(verdict.read_text()):
+        result = check_int8(OpenVinoBackend(fp32_path, "fp32"), OpenVinoBackend(int8_path, "int8"))
+        with atomic_path(verdict) as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+    return int8_path
+
+
+def int8_verdict(model_path: Path) -> dict | None:
+    """The stored quality check of an int8 model (None when it was never checked)."""
+    path = model_path.parent / "int8_check.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+class OpenVinoBackend(Backend):
+    """Runs an OpenVINO IR (or ONNX) model on the CPU; inputs padded to multiples of 4, outputs cropped back.
+
+    Args:
+        model_path: ``.xml`` IR or ``.onnx``.
+        precision: ``fp32``, ``bf16`` (``INFERENCE_PRECISION_HINT``) or ``int8`` (a quantized model).
+        threads: inference threads (default: OpenVINO's choice).
+    """
+
+    name = "openvino"
+    capabilities = Capabilities(norm_statistics=False, precisions=("fp32", "bf16", "int8"), devices=("cpu",))
+
+    def __init__(self, model_path: str | Path, precision: str = "fp32", threads: int | None = None):
+        ov = require_openvino()
+        if precision not in PRECISION_HINTS:
+            raise BackendError(f"the openvino backend runs in fp32, bf16 or int8, not {precision}")
+        self.device, self.precision = torch.device("cpu"), precision
+        config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            compiled = ov.Core().compile_model(str(model_path), "CPU", config)
+        except Exception as exc:
+            raise BackendError(f"{model_path}: OpenVINO cannot run it ({str(exc).splitlines()[0]})") from None
+        self.request = compiled.create_infer_request()
+
+    def run(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        x = pad_to_multiple(images.detach().cpu().float(), 4).contiguous().numpy()
+        y = self.request.infer({0: x})[0]
+        return torch.from_numpy(np.array(y))[..., :h, :w]
