@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig  # noqa: E402
-from fastnst.stylize.stylizer import cpu_has_fast_bf16  # noqa: E402
 
 SIZES = {"256": (256, 256), "512": (512, 512), "1080p": (1080, 1920), "4k": (2160, 3840)}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -179,10 +178,8 @@ def bench_onnxruntime(args) -> list[dict]:
                 )
                 with torch.inference_mode():
                     torch_sec = timed(lambda x=x, n=net: n(x), torch.device("cpu"), args.warmup, args.repeat)
-                    bf16_sec = None  # emulated bf16 would be slow and tell nothing
-                    if cpu_has_fast_bf16():
-                        with torch.autocast("cpu", dtype=torch.bfloat16):
-                            bf16_sec = timed(lambda x=x, n=net: n(x), torch.device("cpu"), args.warmup, args.repeat)
+                    with torch.autocast("cpu", dtype=torch.bfloat16):  # measured, never guessed from CPU flags
+                        bf16_sec = timed(lambda x=x, n=net: n(x), torch.device("cpu"), args.warmup, args.repeat)
                 rows.append(
                     {
                         "width": width,
@@ -198,6 +195,83 @@ def bench_onnxruntime(args) -> list[dict]:
                     f"| {torch_sec / onnx_sec:.2f}x | {bf16[1]} |",
                     flush=True,
                 )
+    return rows
+
+
+BACKEND_CANDIDATES = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
+                      ("openvino", "bf16"), ("openvino", "int8")]  # fmt: skip
+
+
+def backend_worker(job: dict) -> dict:
+    """One measurement (run in its own process by :func:`bench_backends`, so its peak memory is its own)."""
+    import resource
+
+    from fastnst.stylize.stylizer import Stylizer
+
+    try:
+        stylizer = Stylizer.from_checkpoint(job["ckpt"], backend=job["backend"], device="cpu",
+                                            precision=job["precision"], cache_dir=Path(job["cache_dir"]))  # fmt: skip
+        x = torch.rand(1, 3, *job["size"])
+        tile = job["tile"]
+        run = (lambda: stylizer.stylize_tiled(x, tile)) if tile else (lambda: stylizer.forward(x))
+        seconds = timed(run, torch.device("cpu"), job["warmup"], job["repeat"])
+        return {"ms": 1000 * seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    except Exception as exc:  # reported as a row that did not run
+        return {"error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:120]}"}
+
+
+def bench_backends(args) -> list[dict]:
+    """Every backend and precision on the CPU, batch 1, each beside the fp32 eager baseline of the same run.
+
+    Uses ``--ckpt`` (default: the shipped starry_night network) for the full width and its light
+    variant (random weights: speed only) for width 0.5; int8 runs only where its quality check passed
+    (:func:`fastnst.backends.openvino.check_int8`), as ``--backend auto`` would.
+    """
+    import subprocess
+    import tempfile
+
+    from fastnst.backends.auto import cpu_model
+    from fastnst.checkpoint import load_network, save_network
+    from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoints = {}
+        for width in args.widths:
+            if width == 1.0:
+                checkpoints[width] = args.ckpt
+            else:
+                net = TransformerNet(TransformerNetConfig(width=width))
+                info = load_network(args.ckpt).info
+                checkpoints[width] = str(save_network(net, Path(tmp) / f"w{width}.safetensors", info))
+        for width, ckpt in checkpoints.items():
+            for size_name in args.sizes:
+                size = SIZES[size_name]
+                tile = 1024 if size_name == "4k" else 0
+                baseline = None
+                for backend, precision in BACKEND_CANDIDATES:
+                    if tile and backend != "torch":
+                        continue  # only torch can share instance-norm statistics between tiles
+                    job = {"ckpt": ckpt, "cache_dir": str(Path(tmp) / "cache"), "backend": backend,
+                           "precision": precision, "size": size, "tile": tile, "warmup": args.warmup,
+                           "repeat": args.repeat}  # fmt: skip
+                    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True,
+                                          text=True, timeout=1800)  # fmt: skip
+                    lines = done.stdout.strip().splitlines()
+                    result = json.loads(lines[-1]) if done.returncode == 0 and lines else {
+                        "error": (done.stderr.strip().splitlines() or ["worker failed"])[-1][:120]}  # fmt: skip
+                    row = {"cpu": cpu_model(), "width": width, "size": size_name + (" tiled" if tile else ""),
+                           "backend": backend, "precision": precision, **result}  # fmt: skip
+                    if "ms" in row and (backend, precision) == ("torch", "fp32"):
+                        baseline = row["ms"]
+                    row["speedup"] = baseline / row["ms"] if baseline and "ms" in row else None
+                    rows.append(row)
+                    if "ms" in row:
+                        print(f"| {row['cpu']} | {width} | {row['size']} | {backend} | {precision} | {row['ms']:.1f} | "
+                              f"{row['peak_mb']:.0f} | {row['speedup']:.2f}x |", flush=True)  # fmt: skip
+                    else:
+                        print(f"| {row['cpu']} | {width} | {row['size']} | {backend} | {precision} | – | – | "
+                              f"{row['error']} |", flush=True)  # fmt: skip
     return rows
 
 
@@ -306,9 +380,19 @@ def machine() -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        result = backend_worker(json.loads(argv[1]))
+        print(json.dumps(result))
+        return result
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--sections", nargs="+", default=["inference", "training", "data"], help="also: onnxruntime")
+    p.add_argument(
+        "--sections", nargs="+", default=["inference", "training", "data"], help="also: onnxruntime, backends"
+    )
+    p.add_argument(
+        "--ckpt", default=str(ROOT / "checkpoints" / "starry_night.safetensors"), help="for --sections backends"
+    )
     p.add_argument("--sizes", nargs="+", default=["256", "512", "1080p"], choices=list(SIZES))
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1])
@@ -350,6 +434,13 @@ def main(argv: list[str] | None = None) -> dict:
             "|---|---|---|---|---|---|---|"
         )
         results["onnxruntime"] = bench_onnxruntime(args)
+    if "backends" in args.sections:
+        print(
+            "\n## Backends on the CPU (batch 1; each against torch fp32 eager of the same run)\n\n"
+            "| CPU | width | size | backend | precision | ms/image | peak MB (process) | vs fp32 eager |\n"
+            "|---|---|---|---|---|---|---|---|"
+        )
+        results["backends"] = bench_backends(args)
     if "training" in args.sections:
         print(
             "\n## Training step\n\n| variant | size | batch | ms/step | steps/s | images/s | peak MiB | speed-up |\n"

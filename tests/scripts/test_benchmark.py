@@ -24,3 +24,14 @@ def test_flop_count_matches_the_paper_network():
 
     gflop = bench.count_flops(TransformerNet(), 256, 256) / 1e9
     assert 19 < gflop < 22  # about 20 GFLOP at 256 x 256
+
+
+def test_backends_section_measures_every_installed_backend_against_fp32(tmp_path, capsys):
+    bench = load_script("benchmark")
+    results = bench.main(["--quick", "--device", "cpu", "--sections", "backends", "--widths", "0.5"])
+    rows = results["backends"]
+    measured = {(r["backend"], r["precision"]) for r in rows if "ms" in r}
+    assert ("torch", "fp32") in measured and ("torch", "bf16") in measured
+    baseline = next(r for r in rows if (r["backend"], r["precision"]) == ("torch", "fp32"))
+    assert baseline["speedup"] == 1.0 and all(r["peak_mb"] > 50 for r in rows if "ms" in r)
+    assert "## Backends on the CPU" in capsys.readouterr().out
