@@ -107,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], default="fp32",
                     help="fp32 by default, so quality is judged apart from speed; int8 with --backend openvino")  # fmt: skip
 
+    sv = sub.add_parser("serve", help="an HTTP API and a web page to try every style (pip install 'fastnst[serve]')")
+    sv.add_argument("--ckpt", nargs="+", help="networks to serve (default: every checkpoints/*.safetensors)")
+    sv.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only); 0.0.0.0 to share")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-megapixels", type=float, default=40.0, help="larger photos get 413 (default 40)")
+    sv.add_argument("--max-upload-mb", type=float, default=25.0, help="larger uploads get 413 (default 25)")
+    sv.add_argument("--max-batch", type=int, default=8, help="most requests in one forward pass (default 8)")
+    sv.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest a request waits for a batch (default 5)")
+    add_runtime_options(sv)
+
     ex = sub.add_parser("export", help="export a network to safetensors, ONNX or TorchScript")
     ex.add_argument("--ckpt", required=True)
     ex.add_argument("--format", required=True, choices=["safetensors", "onnx", "torchscript"])
@@ -324,6 +334,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def default_checkpoints() -> list[Path]:
+    """``checkpoints/*.safetensors`` of the working directory, else of the checkout holding fastnst."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        found = sorted((root / "checkpoints").glob("*.safetensors"))
+        if found:
+            return found
+    return []
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from fastnst.serve.app import Limits, create_app
+    except ImportError as exc:
+        return fail(f"fastnst serve needs FastAPI and uvicorn ({exc.name} is missing): pip install 'fastnst[serve]'")
+    from fastnst.backends.base import BackendError
+    from fastnst.checkpoint import CheckpointError
+    from fastnst.stylize.stylizer import Stylizer
+
+    paths = [Path(p) for p in args.ckpt] if args.ckpt else default_checkpoints()
+    if not paths:
+        return fail("no networks to serve: give --ckpt FILE ... or run from a folder with checkpoints/*.safetensors")
+    stylizers = {}
+    try:
+        for path in paths:
+            stylizer = Stylizer.from_checkpoint(path, backend=args.backend, device=args.device,
+                                                precision=args.precision, recalibrate=args.recalibrate)  # fmt: skip
+            name = stylizer.style if stylizer.style not in stylizers else path.stem
+            stylizers[name] = stylizer
+    except (CheckpointError, BackendError, ValueError, ImportError) as exc:
+        return fail(str(exc))
+    limits = Limits(max_pixels=int(args.max_megapixels * 1e6), max_upload_bytes=int(args.max_upload_mb * 2**20))
+    app = create_app(stylizers, limits, max_batch=args.max_batch, max_wait_ms=args.batch_wait_ms)
+    first = next(iter(stylizers.values()))
+    how = first.choice.describe() + ", auto" if first.choice else first.backend.describe()
+    print(f"serving {', '.join(stylizers)} on http://{args.host}:{args.port} ({first.device.type}, {how}); "
+          f"API at http://{args.host}:{args.port}/docs", flush=True)  # fmt: skip
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from fastnst.checkpoint import CheckpointError
     from fastnst.export import export_network
@@ -356,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": cmd_export,
         "optimize": cmd_optimize,
         "evaluate": cmd_evaluate,
+        "serve": cmd_serve,
     }
     return commands[args.command](args)
 

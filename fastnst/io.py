@@ -14,6 +14,7 @@ import secrets
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -44,28 +45,47 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def read_image(path: str | Path, min_short_side: int | None = None) -> Image.Image:
-    """Read an image file as upright 8-bit RGB.
+class NotAnImageError(ImageReadError):
+    """The file is not an image Pillow can read."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image has more pixels than allowed (checked before it is decoded)."""
+
+
+def read_image(
+    path: str | Path, min_short_side: int | None = None, data: BinaryIO | None = None, max_pixels: int | None = None
+) -> Image.Image:
+    """Read an image file (or uploaded bytes) as upright 8-bit RGB.
 
     Args:
-        path: the file.
+        path: the file; with ``data``, only the name used in messages.
         min_short_side: when given, JPEGs are decoded with Pillow's draft mode
             at the smallest DCT scale whose short side is still at least this.
+        data: read from this file object instead of ``path`` (an upload; nothing touches the disk).
+        max_pixels: refuse larger images before decoding them (:class:`ImageTooLargeError`).
 
     Raises:
-        ImageReadError: the file is missing, truncated, not an image, or a
+        ImageReadError: the file is missing, truncated, not an image, too large or a
             decompression bomb; the message names the file.
     """
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(data if data is not None else path) as image:
+                if max_pixels and image.width * image.height > max_pixels:
+                    raise ImageTooLargeError(
+                        f"{path}: {image.width}x{image.height} is {image.width * image.height / 1e6:.1f} MP; "
+                        f"the limit is {max_pixels / 1e6:g} MP"
+                    )
                 if min_short_side and image.format == "JPEG":
                     image.draft("RGB", (min_short_side, min_short_side))
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return to_rgb(image)
+    except ImageReadError:
+        raise
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -73,7 +93,7 @@ def read_image(path: str | Path, min_short_side: int | None = None) -> Image.Ima
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageReadError(f"{path}: refused as a possible decompression bomb ({exc})") from None
     except Image.UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image Pillow can read") from None
+        raise NotAnImageError(f"{path}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{path}: cannot decode ({exc})") from None
 

@@ -275,6 +275,120 @@ def bench_backends(args) -> list[dict]:
     return rows
 
 
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _load_round(base: str, photo: bytes, style: str, clients: int, requests: int, timeout: float):
+    """``requests`` POSTs shared by ``clients`` threads; returns (latencies s, errors, wall s)."""
+    import io
+    import threading
+
+    import httpx
+    from PIL import Image
+
+    size = Image.open(io.BytesIO(photo)).size
+    latencies, errors, lock, todo = [], [], threading.Lock(), list(range(requests))
+
+    def client() -> None:
+        with httpx.Client(base_url=base, timeout=timeout) as http:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    todo.pop()
+                t0 = time.perf_counter()
+                try:
+                    r = http.post("/v1/stylize", files={"image": ("p.jpg", photo)}, data={"style": style})
+                    problem = (
+                        None if r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == size else r.text
+                    )
+                except Exception as exc:  # counted, never raised
+                    problem = repr(exc)
+                with lock:
+                    if problem is None:
+                        latencies.append(time.perf_counter() - t0)
+                    else:
+                        errors.append(str(problem)[:80])
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return latencies, errors, time.perf_counter() - start
+
+
+def bench_serve(args) -> list[dict]:
+    """A bounded load test of a real ``fastnst serve`` on loopback: fixed requests, a time limit.
+
+    For each number of concurrent clients, ``--serve-rounds`` rounds of ``--serve-requests`` requests
+    (a 256 px photo each); every response must be a 200 JPEG of the photo's size. Reports requests/s,
+    p50/p99 latency, the server's forward passes (batching) and its resident memory after each round.
+    """
+    import io
+    import shlex
+    import socket
+    import subprocess
+    import urllib.request
+
+    import httpx
+    from PIL import Image
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fastnst.cli", "serve", "--ckpt", args.ckpt, "--port", str(port),
+         *shlex.split(args.serve_options)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while True:
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1)
+            break
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("fastnst serve did not start: " + server.communicate()[1][-500:]) from None
+            time.sleep(0.2)
+    photo = io.BytesIO()
+    Image.open(ROOT / "fastnst" / "assets" / "photos" / "chelsea.jpg").convert("RGB").resize((256, 170)).save(
+        photo, "JPEG"
+    )
+    style = httpx.get(base + "/v1/styles").json()[0]["name"]
+    rows = []
+
+    def rss_mb() -> float:
+        for line in Path(f"/proc/{server.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    try:
+        for clients in args.serve_clients:
+            for round_ in range(args.serve_rounds):
+                before = httpx.get(base + "/healthz").json()["forward_passes"]
+                latencies, errors, wall = _load_round(base, photo.getvalue(), style, clients, args.serve_requests,
+                                                      args.serve_timeout)  # fmt: skip
+                passes = httpx.get(base + "/healthz").json()["forward_passes"] - before
+                row = {"clients": clients, "round": round_ + 1, "requests": args.serve_requests, "ok": len(latencies),
+                       "errors": len(errors), "requests_per_s": len(latencies) / wall,
+                       "p50_ms": _percentile(latencies, 0.5), "p99_ms": _percentile(latencies, 0.99),
+                       "forward_passes": passes, "server_rss_mb": rss_mb()}  # fmt: skip
+                rows.append(row)
+                print(f"| {clients} | {row['round']} | {row['ok']}/{row['requests']} | {row['errors']} | "
+                      f"{row['requests_per_s']:.1f} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {passes} | "
+                      f"{row['server_rss_mb']:.0f} |", flush=True)  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(30)
+    return rows
+
+
 def format_row(r: dict) -> str:
     return (
         f"| {r['width']} | {r['size']} | {r['batch']} | {r['precision']} | {'on' if r['channels_last'] else 'off'} | "
@@ -388,11 +502,16 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
-        "--sections", nargs="+", default=["inference", "training", "data"], help="also: onnxruntime, backends"
+        "--sections", nargs="+", default=["inference", "training", "data"], help="also: onnxruntime, backends, serve"
     )
     p.add_argument(
-        "--ckpt", default=str(ROOT / "checkpoints" / "starry_night.safetensors"), help="for --sections backends"
+        "--ckpt", default=str(ROOT / "checkpoints" / "starry_night.safetensors"), help="for --sections backends, serve"
     )
+    p.add_argument("--serve-clients", nargs="+", type=int, default=[1, 8, 32])
+    p.add_argument("--serve-requests", type=int, default=64, help="requests per round")
+    p.add_argument("--serve-rounds", type=int, default=3)
+    p.add_argument("--serve-timeout", type=float, default=120.0, help="seconds a request or a round may take")
+    p.add_argument("--serve-options", default="", help="passed to fastnst serve, e.g. '--backend torch'")
     p.add_argument("--sizes", nargs="+", default=["256", "512", "1080p"], choices=list(SIZES))
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1])
@@ -441,6 +560,13 @@ def main(argv: list[str] | None = None) -> dict:
             "|---|---|---|---|---|---|---|---|"
         )
         results["backends"] = bench_backends(args)
+    if "serve" in args.sections:
+        print(
+            "\n## fastnst serve under load (loopback, 256 px photos)\n\n"
+            "| clients | round | ok | errors | requests/s | p50 ms | p99 ms | forward passes | server RSS MB |\n"
+            "|---|---|---|---|---|---|---|---|---|"
+        )
+        results["serve"] = bench_serve(args)
     if "training" in args.sections:
         print(
             "\n## Training step\n\n| variant | size | batch | ms/step | steps/s | images/s | peak MiB | speed-up |\n"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,17 @@ def write_photo(path: Path, size=(48, 40), seed: int = 0, mode: str = "RGB") -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array, "RGB").convert(mode).save(path)
     return path
+
+
+def png_bomb(path: Path, width: int = 30000, height: int = 30000) -> None:
+    """A tiny PNG whose header claims a huge image (a decompression bomb)."""
+    write_photo(path, size=(8, 8))
+    data = bytearray(path.read_bytes())
+    ihdr = 8 + 8  # signature, then length + type of the IHDR chunk
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13])) & 0xFFFFFFFF
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
 
 
 @pytest.fixture

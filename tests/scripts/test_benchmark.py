@@ -35,3 +35,17 @@ def test_backends_section_measures_every_installed_backend_against_fp32(tmp_path
     baseline = next(r for r in rows if (r["backend"], r["precision"]) == ("torch", "fp32"))
     assert baseline["speedup"] == 1.0 and all(r["peak_mb"] > 50 for r in rows if "ms" in r)
     assert "## Backends on the CPU" in capsys.readouterr().out
+
+
+def test_serve_load_test_is_bounded_and_all_responses_are_correct(tiny_ckpt, capsys):
+    import pytest
+
+    pytest.importorskip("fastapi")
+    bench = load_script("benchmark")
+    results = bench.main(["--sections", "serve", "--ckpt", str(tiny_ckpt), "--serve-clients", "1", "4",
+                          "--serve-requests", "8", "--serve-rounds", "2", "--serve-options", "--backend torch"])  # fmt: skip
+    rows = results["serve"]
+    assert len(rows) == 4 and all(r["ok"] == 8 and r["errors"] == 0 for r in rows)
+    assert all(r["p99_ms"] >= r["p50_ms"] > 0 and r["requests_per_s"] > 0 for r in rows)
+    assert rows[-1]["server_rss_mb"] < rows[1]["server_rss_mb"] * 1.5  # memory does not keep growing
+    assert "## fastnst serve under load" in capsys.readouterr().out

@@ -1,8 +1,6 @@
 """A training folder full of the files users really have: training goes on, bad files are named and counted."""
 
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,18 +8,7 @@ from PIL import Image
 
 import fastnst.training.train as train_script
 
-from conftest import write_photo
-
-
-def png_bomb(path: Path, width: int = 30000, height: int = 30000) -> None:
-    """A tiny PNG whose header claims a huge image (a decompression bomb)."""
-    write_photo(path, size=(8, 8))
-    data = bytearray(path.read_bytes())
-    ihdr = 8 + 8  # signature, then length + type of the IHDR chunk
-    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13])) & 0xFFFFFFFF
-    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
-    path.write_bytes(bytes(data))
+from conftest import png_bomb, write_photo
 
 
 def messy_folder(root: Path) -> dict[str, str]:

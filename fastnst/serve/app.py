@@ -1,0 +1,169 @@
+"""The HTTP API and the page, built on the library's Stylizer and io (never on the CLI).
+
+    GET  /                 the page (static, no external resources)
+    GET  /v1/styles        style names, titles and a thumbnail URL each
+    GET  /v1/styles/{name}/thumbnail.jpg
+    POST /v1/stylize       multipart: image, style, strength, preserve_color, size -> JPEG or PNG
+    GET  /healthz          device, backend and the loaded styles
+    GET  /docs             the OpenAPI schema, browsable
+
+Every refusal is a 4xx with ``{"error": "one line"}``. Uploads are read in memory only: nothing is
+written to disk and no part of a request reaches the file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from fastnst.io import (
+    ImageReadError,
+    ImageTooLargeError,
+    NotAnImageError,
+    pil_to_tensor,
+    read_image,
+    resize_tensor,
+    scaled_size,
+    tensor_to_pil,
+)
+from fastnst.serve.batcher import Batcher
+
+STATIC = Path(__file__).resolve().parent / "static"
+TITLES = {
+    "starry_night": "Vincent van Gogh, The Starry Night (1889)",
+    "great_wave": "Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)",
+    "the_scream": "Edvard Munch, The Scream (1893)",
+    "udnie": "Francis Picabia, Udnie (1913)",
+}
+
+
+@dataclass
+class Limits:
+    """What the server accepts."""
+
+    max_pixels: int = 40_000_000
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_size: int = 4096  # largest ``size`` (long side) a request may ask for
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def thumbnail(stylizer, side: int = 96) -> bytes:
+    """A small sample of the style: the first bundled photo, stylized, as JPEG bytes."""
+    from PIL import Image
+
+    photo = sorted((Path(__file__).resolve().parents[1] / "assets" / "photos").glob("*.jpg"))[1]
+    image = Image.open(photo).convert("RGB")
+    image.thumbnail((side * 2, side * 2))
+    out = stylizer.stylize(image)
+    out.thumbnail((side, side))
+    buffer = io.BytesIO()
+    out.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def create_app(stylizers: dict, limits: Limits | None = None, max_batch: int = 8, max_wait_ms: float = 5.0) -> FastAPI:
+    """The FastAPI app serving ``stylizers`` (style name -> :class:`~fastnst.stylize.stylizer.Stylizer`)."""
+    limits = limits or Limits()
+    batcher = Batcher(max_batch, max_wait_ms)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        batcher.close()
+
+    app = FastAPI(
+        title="fastnst", version="1", description="Fast feed-forward neural style transfer.", lifespan=lifespan
+    )
+    app.state.batcher, app.state.limits = batcher, limits
+    thumbnails: dict[str, bytes] = {}
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", [])[1:]) or "request"
+        return _error(422, f"{field}: {first.get('msg', 'invalid value')}")
+
+    @app.exception_handler(HTTPException)
+    async def refused(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text())
+
+    @app.get("/v1/styles")
+    async def styles() -> list[dict]:
+        """Every style this server has: its name, the painting's title and a thumbnail."""
+        return [
+            {"name": name, "title": TITLES.get(name, name), "thumbnail": f"/v1/styles/{name}/thumbnail.jpg"}
+            for name in stylizers
+        ]
+
+    @app.get("/v1/styles/{name}/thumbnail.jpg", include_in_schema=False)
+    async def style_thumbnail(name: str) -> Response:
+        if name not in stylizers:
+            raise HTTPException(404, f"unknown style {name!r}")
+        if name not in thumbnails:
+            thumbnails[name] = thumbnail(stylizers[name])
+        return Response(thumbnails[name], media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/healthz")
+    async def health() -> dict:
+        """200 while serving: the device, the backend and the loaded styles."""
+        first = next(iter(stylizers.values()))
+        return {
+            "status": "ok", "device": str(first.device), "backend": first.backend.describe(),
+            "styles": list(stylizers), "forward_passes": batcher.forward_passes, "images": batcher.images,
+        }  # fmt: skip
+
+    @app.post(
+        "/v1/stylize",
+        responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, 404: {}, 413: {}, 415: {}, 422: {}},
+    )
+    async def stylize(
+        request: Request,
+        image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, BMP)")],
+        style: Annotated[str, Form(description="a name from /v1/styles")],
+        strength: Annotated[float, Form(ge=0.0, le=1.0, description="0: the photo, 1: full style")] = 1.0,
+        preserve_color: Annotated[bool, Form(description="keep the photo's colours")] = False,
+        size: Annotated[int | None, Form(ge=16, description="long side of the result (px)")] = None,
+    ) -> Response:
+        """Stylize one photo; the result has the photo's size unless ``size`` is given. JPEG unless
+        the ``Accept`` header asks for ``image/png``."""
+        if style not in stylizers:
+            raise HTTPException(404, f"unknown style {style!r}; available: {', '.join(stylizers)}")
+        if size is not None and size > limits.max_size:
+            raise HTTPException(422, f"size: at most {limits.max_size} px")
+        data = await image.read(limits.max_upload_bytes + 1)
+        if len(data) > limits.max_upload_bytes:
+            raise HTTPException(413, f"upload larger than {limits.max_upload_bytes / 2**20:g} MB")
+        name = Path(image.filename or "upload").name  # for messages only; never opened
+        try:
+            photo = read_image(name, data=io.BytesIO(data), max_pixels=limits.max_pixels)
+        except ImageTooLargeError as exc:
+            raise HTTPException(413, str(exc)) from None
+        except NotAnImageError as exc:
+            raise HTTPException(415, str(exc)) from None
+        except ImageReadError as exc:  # truncated, corrupt, a decompression bomb
+            raise HTTPException(422, str(exc)) from None
+        stylizer = stylizers[style]
+        x = pil_to_tensor(photo).unsqueeze(0)  # (1, 3, H, W)
+        x = resize_tensor(x, scaled_size(*photo.size, size))
+        y = await batcher.run(stylizer, x)
+        y = stylizer.finish(y, x, strength, preserve_color)
+        png = "image/png" in request.headers.get("accept", "")
+        buffer = io.BytesIO()
+        tensor_to_pil(y).save(buffer, "PNG" if png else "JPEG", **({} if png else {"quality": 92}))
+        return Response(buffer.getvalue(), media_type="image/png" if png else "image/jpeg")
+
+    return app
