@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
 import struct
+import subprocess
 import sys
+import time
+import urllib.request
 import zlib
 from pathlib import Path
 
@@ -57,6 +62,31 @@ def png_bomb(path: Path, width: int = 30000, height: int = 30000) -> None:
     crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13])) & 0xFFFFFFFF
     data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
     path.write_bytes(bytes(data))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(ckpts, port: int, *extra):
+    """A real `fastnst serve` subprocess on loopback, once /healthz answers."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastnst.cli", "serve", "--ckpt", *map(str, ckpts), "--port", str(port), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.communicate()[1][-2000:])
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the server did not start")
 
 
 @pytest.fixture

@@ -1,12 +1,6 @@
 """The page in a real browser (Debian's chromium driven by Playwright) against a real `fastnst serve`."""
 
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,31 +9,7 @@ pytest.importorskip("fastapi", reason="fastnst serve is an optional extra: pip i
 sync_api = pytest.importorskip("playwright.sync_api", reason="page tests need Playwright: make install")
 CHROMIUM = Path("/usr/bin/chromium")
 
-from conftest import write_photo  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(ckpts, port: int, *extra):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fastnst.cli", "serve", "--ckpt", *map(str, ckpts), "--port", str(port), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )  # fmt: skip
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(proc.communicate()[1][-2000:])
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("the server did not start")
+from conftest import free_port, start_server, write_photo  # noqa: E402
 
 
 def browse(port: int, photo: Path, style: str, screenshot: Path | None = None, bad: Path | None = None):
