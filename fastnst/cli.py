@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--style-size", type=int, default=512, help="long side of the painting (default 512)")
     ev.add_argument("--max-images", type=int, default=8)
     ev.add_argument("--compare-optimize", action="store_true", help="also run Gatys on each photo")
+    ev.add_argument(
+        "--frontier", action="store_true",
+        help="Gatys at every style:content ratio the networks were trained at; both drawn as curves (frontier.png)",
+    )  # fmt: skip
     ev.add_argument("--optimize-steps", type=int, default=500)
     ev.add_argument(
         "--cache-dir", type=Path, default=None,
@@ -318,7 +322,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             stylizers, Path(args.style), photos, Path(args.output_dir), size=args.size, style_size=args.style_size,
             compare_optimize=args.compare_optimize, optimize_config=GatysConfig(steps=args.optimize_steps),
             progress=lambda message: print(message, file=sys.stderr),
-            cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
+            cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()), frontier=args.frontier,
         )  # fmt: skip
     except (CheckpointError, ImageReadError, ValueError, ImportError) as exc:
         return fail(str(exc))

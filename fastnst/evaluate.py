@@ -22,7 +22,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -207,6 +207,60 @@ def contact_sheet(
     return sheet
 
 
+def frontier_ratio(label: str, stylizer: Stylizer) -> float:
+    """The style:content weight ratio a network was trained at (from its metadata)."""
+    loss = stylizer.info.loss or {}
+    if not loss.get("style_weight") or not loss.get("content_weight"):
+        raise ValueError(
+            f"{label}: its file records no loss weights; --frontier needs networks exported by fastnst train"
+        )
+    if loss.get("name") not in (None, "gatys"):
+        raise ValueError(f"{label}: trained on loss={loss['name']}, not on the classic objective Gatys is run at")
+    return float(loss["style_weight"]) / float(loss["content_weight"])
+
+
+def frontier_plot(points: list[dict], size: tuple[int, int] = (720, 520)) -> Image.Image:
+    """Style distance (x) against content distance (y), networks and Gatys as two curves over the ratio.
+
+    Lower-left is better on both; a recipe that helps moves the network curve towards Gatys'.
+    """
+    width, height = size
+    left, right, top, bottom = 80, 30, 40, 70
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    xs = [p["style_distance"] for p in points] + [0.0]
+    ys = [p["content_distance"] for p in points] + [0.0]
+    x_max, y_max = max(xs) * 1.15 or 1.0, max(ys) * 1.15 or 1.0
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return left + x / x_max * (width - left - right), height - bottom - y / y_max * (height - top - bottom)
+
+    draw.line([at(0, 0), at(x_max, 0)], fill="black", width=2)
+    draw.line([at(0, 0), at(0, y_max)], fill="black", width=2)
+    font, small = _font(15), _font(12)
+    for i in range(1, 5):
+        x, y = x_max * i / 5, y_max * i / 5
+        draw.text((at(x, 0)[0] - 12, height - bottom + 6), f"{x:.3g}", fill="black", font=small)
+        draw.text((8, at(0, y)[1] - 7), f"{y:.3g}", fill="black", font=small)
+    draw.text((width / 2 - 150, height - 30), "style distance (relative to the photo's)", fill="black", font=font)
+    draw.text((8, 10), "content distance (relative); lower-left is better", fill="black", font=font)
+    colours = {"network": (35, 90, 200), "gatys": (220, 110, 20)}
+    for kind, colour in colours.items():
+        curve = sorted((p for p in points if p["kind"] == kind), key=lambda p: p["ratio"])
+        coords = [at(p["style_distance"], p["content_distance"]) for p in curve]
+        if len(coords) > 1:
+            draw.line(coords, fill=colour, width=2)
+        for p, (x, y) in zip(curve, coords):
+            draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=colour)
+            draw.text(
+                (x + 7, y - 7),
+                f"{p['method'] if kind == 'network' else 'Gatys'} {p['ratio']:g}",
+                fill=colour,
+                font=small,
+            )
+    return image
+
+
 def painting_warnings(stylizers: dict[str, Stylizer], style_path: Path) -> list[str]:
     """One line per network that learned from another file than ``style_path`` (another reproduction
     of a painting reads as much worse style distances: 0.348 instead of 0.155 for one starry_night)."""
@@ -242,6 +296,7 @@ def evaluate(
     optimize_config: GatysConfig | None = None,
     progress: Callable[[str], None] | None = None,
     cache_dir: Path | None = None,
+    frontier: bool = False,
 ) -> dict:
     """Score networks (and optionally Gatys) on ``photos``; write report.md, report.json, contact_sheet.png.
 
@@ -250,6 +305,8 @@ def evaluate(
         size: long side of the photos (px): the scale users stylize at.
         style_size: long side of the painting (px) its Grams are taken at.
         cache_dir: where Gatys results are read from and written to (None: always optimise).
+        frontier: run Gatys at every style:content ratio the networks were trained at (from
+            their metadata) and draw both as style-vs-content curves (``frontier.png``).
 
     Returns:
         the report as a dict: per photo and mean scores by method (the labels, then ``gatys``),
@@ -257,8 +314,15 @@ def evaluate(
     """
     if not isinstance(stylizers, dict):
         stylizers = {stylizers.style: stylizers}
-    if compare_optimize and "gatys" in stylizers:
-        raise ValueError("a network labelled 'gatys' would clash with the Gatys column; rename its checkpoint")
+    base = optimize_config or GatysConfig()
+    gatys_configs = {"gatys": base} if compare_optimize and not frontier else {}
+    if frontier:
+        ratios = {label: frontier_ratio(label, stylizer) for label, stylizer in stylizers.items()}
+        gatys_configs = {
+            f"gatys {r:g}": replace(base, style_weight=r * base.content_weight) for r in sorted(set(ratios.values()))
+        }
+    if set(gatys_configs) & set(stylizers):
+        raise ValueError("a network labelled like a Gatys column would clash with it; rename its checkpoint")
     warnings = painting_warnings(stylizers, style_path)
     for line in warnings:
         if progress:
@@ -267,7 +331,7 @@ def evaluate(
     painting = read_image(style_path)
     style = load_image(style_path, style_size)
     judge = Judge(style)
-    methods = [*stylizers] + (["gatys"] if compare_optimize else [])
+    methods = [*stylizers, *gatys_configs]
     per_photo, rows, captions = [], [], []
     for path in photos:
         photo = load_image(path, size)
@@ -278,13 +342,12 @@ def evaluate(
             out = stylizer.stylize_tensor(photo)
             entry[label] = asdict(judge.score(out, photo, 1000 * (time.perf_counter() - t0)))
             row.append(tensor_to_pil(out))
-        if compare_optimize:
+        for label, config in gatys_configs.items():
             if progress:
-                progress(f"Gatys on {path.name}")
-            opt, ms, entry["gatys_cached"] = cached_gatys(
-                photo, style, judge.vgg, optimize_config or GatysConfig(), cache_dir
-            )
-            entry["gatys"] = asdict(judge.score(opt, photo, ms))
+                progress(f"{label} on {path.name}")
+            opt, ms, cached = cached_gatys(photo, style, judge.vgg, config, cache_dir)
+            entry["gatys_cached"] = entry.get("gatys_cached", True) and cached
+            entry[label] = asdict(judge.score(opt, photo, ms))
             row.append(tensor_to_pil(opt))
         for method in methods:
             s = entry[method]
@@ -302,9 +365,19 @@ def evaluate(
         "style": ", ".join(styles), "painting": str(style_path), "size": size, "style_size": style_size,
         "warnings": warnings, "photos": per_photo, "mean": means,
     }  # fmt: skip
-    headers = ["photo", "painting", *stylizers] + (["Gatys (L-BFGS)"] if compare_optimize else [])
+    headers = ["photo", "painting", *stylizers] + [
+        "Gatys (L-BFGS)" if label == "gatys" else f"Gatys {label.split()[1]}" for label in gatys_configs
+    ]
     sheet = contact_sheet(rows, headers, captions)
     save_image(sheet, output_dir / "contact_sheet.png")
+    if frontier:
+        report["frontier"] = [
+            {"method": m, "kind": "gatys" if m in gatys_configs else "network",
+             "ratio": float(m.split()[1]) if m in gatys_configs else ratios[m], **{
+                 k: means[m][k] for k in ("style_distance", "content_distance", "colour_kept")}}
+            for m in methods
+        ]  # fmt: skip
+        save_image(frontier_plot(report["frontier"]), output_dir / "frontier.png")
     for name, text in (("report.json", json.dumps(report, indent=2)), ("report.md", markdown(report))):
         with atomic_path(output_dir / name) as tmp:
             tmp.write_text(text)
@@ -343,16 +416,18 @@ def markdown(report: dict) -> str:
     ]
     lines += [f"**WARNING**: {w}" for w in report.get("warnings", [])]
     lines += ["", "Mean over photos:", "", head, rule, *(row(m, report["mean"][m]) for m in methods)]
-    if "gatys" in report["mean"]:
-        g = report["mean"]["gatys"]
+    gatys = [m for m in methods if m == "gatys" or m.startswith("gatys ")]
+    ratio_of = {p["method"]: p["ratio"] for p in report.get("frontier", [])}
+    if gatys:
         lines.append("")
-        for method in methods[:-1]:
-            n = report["mean"][method]
+        for method in [m for m in methods if m not in gatys]:
+            match = next((g for g in gatys if ratio_of.get(g) == ratio_of.get(method)), gatys[0])
+            g, n = report["mean"][match], report["mean"][method]
             per_layer = ", ".join(
                 f"{layer} {n['layers'][layer] / max(g['layers'][layer], 1e-12):.2f}x" for layer in layers
             )
             lines.append(
-                f"{method} vs Gatys: style distance {n['style_distance'] / max(g['style_distance'], 1e-12):.2f}x "
+                f"{method} vs {match}: style distance {n['style_distance'] / max(g['style_distance'], 1e-12):.2f}x "
                 f"({per_layer}), content distance {n['content_distance'] / max(g['content_distance'], 1e-12):.2f}x, "
                 f"colour kept {n['colour_kept'] / max(g['colour_kept'], 1e-12):.2f}x, time {n['ms'] / max(g['ms'], 1e-12):.5f}x."
             )
@@ -361,6 +436,8 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"Gatys results of {cached} photo(s) came from the cache; their ms is that of the run that made them."
             )
+    if "frontier" in report:
+        lines += ["", "Frontier (means over photos; lower-left is better):", "", "![frontier](frontier.png)", ""]
     lines += ["", "Per photo:", "", "| photo " + head, "|---" + rule]
     lines += [f"| {Path(e['photo']).name} " + row(m, e[m]) for e in report["photos"] for m in methods]
     lines += ["", "![contact sheet](contact_sheet.png)", ""]

@@ -23,7 +23,7 @@ def test_evaluate_writes_report_and_contact_sheet(tmp_path, tiny_ckpt, capsys):
     net = tiny_ckpt.stem
     assert len(report["photos"]) == 2 and set(report["mean"]) == {net, "gatys"}
     assert all(0 <= e[net]["ssim"] <= 1 and e["gatys"]["ms"] > 0 for e in report["photos"])
-    assert f"{net} vs Gatys: style distance" in (out / "report.md").read_text()
+    assert f"{net} vs gatys: style distance" in (out / "report.md").read_text()
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.width > 4 * 256 and sheet.height > 2 * 30  # 4 columns, 2 rows
     assert "colour kept" in capsys.readouterr().out
@@ -124,3 +124,28 @@ def test_evaluate_warns_when_the_painting_is_another_file(tmp_path, tiny_net, ca
     assert json.loads((tmp_path / "r1" / "report.json").read_text())["warnings"]
     assert main([*base, "--style", str(trained_on), "-o", str(tmp_path / "r2")]) == 0
     assert "WARNING" not in capsys.readouterr().err
+
+
+def test_frontier_runs_gatys_at_each_training_ratio_and_draws_both_curves(tmp_path, tiny_net, capsys):
+    from fastnst.checkpoint import save_network
+
+    nets = []
+    for name, ratio in (("strong", 8.5), ("mild", 2.0)):
+        loss = {"name": "gatys", "style_weight": ratio, "content_weight": 1.0, "tv_weight": 0.0}
+        nets.append(str(save_network(tiny_net, tmp_path / f"{name}.safetensors", {"style": "x", "loss": loss})))
+    write_photo(tmp_path / "p" / "0.png", size=(40, 30))
+    style = write_photo(tmp_path / "style.png", seed=7)
+    out = tmp_path / "frontier"
+    code = main(["evaluate", "--ckpt", *nets, "--style", str(style), "--images", str(tmp_path / "p"), "-o", str(out),
+                 "--size", "40", "--style-size", "40", "--frontier", "--optimize-steps", "2"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    points = {(p["kind"], p["ratio"]) for p in report["frontier"]}
+    assert points == {("network", 8.5), ("network", 2.0), ("gatys", 8.5), ("gatys", 2.0)}
+    assert Image.open(out / "frontier.png").size == (720, 520)
+    text = (out / "report.md").read_text()
+    assert "strong vs gatys 8.5:" in text and "mild vs gatys 2:" in text and "frontier.png" in text
+    bare = save_network(tiny_net, tmp_path / "bare.safetensors", {"style": "x"})
+    assert main(["evaluate", "--ckpt", str(bare), "--style", str(style), "--images", str(tmp_path / "p"),
+                 "-o", str(tmp_path / "x"), "--frontier"]) == 2  # fmt: skip
+    assert "records no loss weights" in capsys.readouterr().err
