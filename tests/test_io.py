@@ -96,3 +96,22 @@ def test_make_grid_layout():
     grid = make_grid(torch.zeros(3, 3, 4, 5), nrow=2, padding=1)
     assert grid.shape == (3, 2 * 5 + 1, 2 * 6 + 1)
     assert grid[:, 0].eq(1).all() and grid[:, 1, 1:6].eq(0).all()
+
+
+def test_atomic_writes_get_a_new_files_usual_mode_and_leave_the_umask_alone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from fastnst.io import atomic_path
+
+    code = "import os; os.umask(0o027); import fastnst.io, fastnst.cli; print(oct(os.umask(0o027)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "0o27"
+    old = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "out.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]

@@ -50,3 +50,25 @@ def test_gpu_tiles_match_the_whole_image(tiny_ckpt):
     whole = stylizer.stylize_tensor(x)
     tiled = stylizer.stylize_tiled(x, tile=64)
     assert (tiled - whole).abs().max() < 1e-3
+
+
+def test_openvino_through_the_command_line_with_every_image_option(tiny_ckpt, tmp_path, capsys):
+    pytest.importorskip("openvino")
+    import numpy as np
+    from PIL import Image
+
+    from fastnst.cli import main
+
+    from conftest import write_photo
+
+    photos = [write_photo(tmp_path / "in" / f"{i}.png", size=(40, 30), seed=i) for i in range(3)]
+    outs = {}
+    for backend in ("torch", "openvino"):
+        args = ["stylize", "--ckpt", str(tiny_ckpt), str(tmp_path / "in"), "-o", str(tmp_path / backend), "--quiet",
+                "--backend", backend, "--precision", "fp32", "--strength", "0.6", "--preserve-color",
+                "--batch-size", "2", "--size", "32"]  # fmt: skip
+        assert main(args) == 0, capsys.readouterr().err
+        outs[backend] = [np.asarray(Image.open(tmp_path / backend / f"{p.stem}_tiny.png"), np.int16) for p in photos]
+    assert "(openvino fp32)" in capsys.readouterr().out
+    for a, b in zip(outs["torch"], outs["openvino"]):
+        assert a.shape == b.shape == (24, 32, 3) and np.abs(a - b).max() <= 2

@@ -345,3 +345,15 @@ def test_fastnst_train_command(tmp_path, photo_dir, style_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "export" / "cmd.safetensors").is_file() and "after 2 steps" in result.stdout
+
+
+def test_the_module_takes_each_config_group_as_it_is(train_cfg):
+    from omegaconf import OmegaConf
+
+    cfg = train_cfg("optim.lr=0.003", "runtime.channels_last=true", "model.width=0.25")
+    module = train_script.build_module(cfg)
+    assert module.hparams.net == OmegaConf.to_container(cfg.model, resolve=True)  # arch + its config, nothing copied
+    assert module.hparams.optim == OmegaConf.to_container(cfg.optim, resolve=True)
+    assert module.hparams.runtime == {"channels_last": True, "compile": False}
+    assert module.hparams.loss["style_layers"] == OmegaConf.to_container(cfg.loss.style_layers)
+    assert cfg.callbacks.export._target_.endswith("ExportNetwork") and "graceful_stop" in cfg.callbacks
