@@ -122,6 +122,11 @@ def choose(
         except (ValueError, KeyError):
             pass
     from_cache = bool(timings)
+    if not from_cache:
+        import sys
+
+        print(f"fastnst: measuring the backends for this network on {cpu_model()} (first use, a few seconds)",
+              file=sys.stderr)  # fmt: skip
     started = time.perf_counter()
     x = torch.rand(1, 3, CALIBRATION_SIZE, CALIBRATION_SIZE, generator=torch.Generator().manual_seed(0))
     usable: dict[str, float] = {}

@@ -125,8 +125,14 @@ def cached_openvino(net: nn.Module, checkpoint: Path, cache_dir: Path, int8: boo
             raise BackendError(
                 "--precision int8 needs NNCF: pip install 'fastnst[openvino]' (or make install)"
             ) from None
+        import contextlib
+        import io
+        import sys
+
+        print(f"fastnst: quantizing {checkpoint.name} to int8 and checking it against fp32 (once)", file=sys.stderr)
         model = ov.Core().read_model(str(fp32_path))
-        quantized = nncf.quantize(model, nncf.Dataset(calibration_images()), subset_size=CALIBRATION_CROPS)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # NNCF's bars
+            quantized = nncf.quantize(model, nncf.Dataset(calibration_images()), subset_size=CALIBRATION_CROPS)
         _save_model(quantized, int8_path)
     verdict = folder / "int8_check.json"
     if not verdict.is_file() or "content_change" not in json.loads(verdict.read_text()):
