@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--preserve-color", action="store_true", help="keep the photo's colours, transfer luminance")
     st.add_argument("--strength", type=float, default=1.0, help="amount of style in [0, 1] (0: the photo)")
     st.add_argument("--stable", action="store_true", help="video: steady the style over time (less flicker)")
+    st.add_argument(
+        "--style",
+        help="multi-style networks: a style, a mix (starry_night=0.7,great_wave=0.3) or all (one output each)",
+    )
     st.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     st.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runtime_options(st)
@@ -142,7 +146,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     options = pipeline.StylizeOptions(
         output_dir=Path(args.output_dir), output=Path(args.output) if args.output else None, size=args.size,
         scale=args.scale, batch_size=args.batch_size, tile=args.tile, strength=args.strength,
-        preserve_color=args.preserve_color, stable=args.stable, overwrite=args.overwrite,
+        preserve_color=args.preserve_color, stable=args.stable, overwrite=args.overwrite, style=args.style,
     )  # fmt: skip
     try:
         options.validate()
@@ -152,7 +156,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             needs_norm_statistics=bool(args.tile or args.stable), recalibrate=args.recalibrate,
         )  # fmt: skip
         pipeline.check_options(stylizer, options)
-        plan = pipeline.plan_jobs(args.inputs, stylizer.style, options)
+        plan = pipeline.plan_jobs(args.inputs, stylizer.style, options, stylizer.styles)
     except (CheckpointError, BackendError, pipeline.OptionsError, ValueError, RuntimeError, ImportError) as exc:
         return fail(str(exc))
     failures = list(plan.failed)
@@ -247,6 +251,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         "training steps": info.steps if info.steps is not None else "unknown",
         "painting": info.style_image or "unknown",
     }
+    if getattr(loaded.net, "styles", None):
+        rows["styles"] = ", ".join(loaded.net.styles)
     if info.style_image_sha256:
         rows["painting sha256"] = info.style_image_sha256
     for key in ("style_size", "image_size", "loss", "content_layers", "style_layers", "init_from", "init_steps"):

@@ -25,29 +25,37 @@ class AlignedNet(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_aligned(images)
+    def forward(self, images: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
+        if style_weights is None:
+            return self.net.forward_aligned(images)
+        return self.net.forward_aligned(images, style_weights)
 
 
 def export_onnx(net: TransformerNet, path: Path, opset: int = 17) -> None:
-    """ONNX with dynamic batch, height and width (onnx package needed for export only)."""
+    """ONNX with dynamic batch, height and width (onnx package needed for export only).
+
+    A multi-style network takes a second input, ``style_weights`` (B, S): one file serves every
+    style and every mix.
+    """
     try:
         import onnx  # noqa: F401
     except ImportError:
         raise ImportError("ONNX export needs the onnx package: pip install 'fastnst[onnx]'") from None
-    example = torch.rand(1, 3, 64, 64)
+    example = (torch.rand(1, 3, 64, 64),)
+    names, axes = ["images"], {"images": {0: "batch", 2: "height", 3: "width"}}
+    if getattr(net, "styles", None):
+        example += (torch.full((1, len(net.styles)), 1.0 / len(net.styles)),)
+        names.append("style_weights")
+        axes["style_weights"] = {0: "batch"}
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             AlignedNet(net).eval(),
-            (example,),
+            example,
             str(tmp),
-            input_names=["images"],
+            input_names=names,
             output_names=["stylized"],
-            dynamic_axes={
-                "images": {0: "batch", 2: "height", 3: "width"},
-                "stylized": {0: "batch", 2: "height", 3: "width"},
-            },
+            dynamic_axes={**axes, "stylized": {0: "batch", 2: "height", 3: "width"}},
             opset_version=opset,
             dynamo=False,
         )
@@ -57,7 +65,10 @@ def export_torchscript(net: TransformerNet, path: Path) -> None:
     """A traced TorchScript module (``torch.jit.load`` runs it without fastnst)."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(AlignedNet(net).eval(), torch.rand(1, 3, 64, 64))
+        example = (torch.rand(1, 3, 64, 64),)
+        if getattr(net, "styles", None):
+            example += (torch.full((1, len(net.styles)), 1.0 / len(net.styles)),)
+        traced = torch.jit.trace(AlignedNet(net).eval(), example)
     with atomic_path(path) as tmp:
         traced.save(str(tmp))
 

@@ -45,12 +45,15 @@ class Backend(ABC):
     device: torch.device
     precision: str
 
+    styles: tuple[str, ...] | None = None  # a multi-style network's styles (None: one style)
+
     @abstractmethod
-    def run(self, images: torch.Tensor) -> torch.Tensor:
-        """Stylize a batch (any H and W).
+    def run(self, images: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Stylize a batch (any H and W); ``weights`` mixes a multi-style network's styles.
 
         Shape:
             - images: (B, 3, H, W) float32 on ``device``.
+            - weights: (B, S) style weights, for a multi-style network only.
             - Output: (B, 3, H, W) float32 on ``device``.
         """
 

@@ -33,7 +33,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     capabilities = Capabilities(norm_statistics=False, precisions=("fp32",), devices=("cpu",))
 
-    def __init__(self, onnx_path: str | Path, threads: int | None = None):
+    def __init__(self, onnx_path: str | Path, threads: int | None = None, styles: tuple[str, ...] | None = None):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -46,9 +46,16 @@ class OnnxRuntimeBackend(Backend):
             self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise BackendError(f"{onnx_path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.styles = None
+        if "style_weights" in inputs:  # a multi-style network; names from its checkpoint, else numbered
+            count = inputs["style_weights"].shape[1]
+            self.styles = tuple(styles) if styles else tuple(f"style{i}" for i in range(int(count)))
 
-    def run(self, images: torch.Tensor) -> torch.Tensor:
+    def run(self, images: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         h, w = images.shape[-2:]
-        x = pad_to_multiple(images.detach().cpu().float(), 4)
-        (y,) = self.session.run(None, {"images": x.numpy()})
+        feed = {"images": pad_to_multiple(images.detach().cpu().float(), 4).numpy()}
+        if self.styles is not None:
+            feed["style_weights"] = weights.detach().cpu().float().numpy()
+        (y,) = self.session.run(None, feed)
         return torch.from_numpy(y)[..., :h, :w]

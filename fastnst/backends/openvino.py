@@ -117,6 +117,8 @@ def cached_openvino(net: nn.Module, checkpoint: Path, cache_dir: Path, int8: boo
         _save_model(ov.convert_model(str(cached_onnx(net, checkpoint, cache_dir))), fp32_path)
     if not int8:
         return fp32_path
+    if getattr(net, "styles", None):
+        raise BackendError("int8 is for single-style networks so far; run a multi-style network in fp32 or bf16")
     int8_path = folder / "int8.xml"
     if not int8_path.is_file():
         try:
@@ -160,7 +162,10 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     capabilities = Capabilities(norm_statistics=False, precisions=("fp32", "bf16", "int8"), devices=("cpu",))
 
-    def __init__(self, model_path: str | Path, precision: str = "fp32", threads: int | None = None):
+    def __init__(
+        self, model_path: str | Path, precision: str = "fp32", threads: int | None = None,
+        styles: tuple[str, ...] | None = None,
+    ):  # fmt: skip
         ov = require_openvino()
         if precision not in PRECISION_HINTS:
             raise BackendError(f"the openvino backend runs in fp32, bf16 or int8, not {precision}")
@@ -173,9 +178,15 @@ class OpenVinoBackend(Backend):
         except Exception as exc:
             raise BackendError(f"{model_path}: OpenVINO cannot run it ({str(exc).splitlines()[0]})") from None
         self.request = compiled.create_infer_request()
+        self.styles = None
+        if len(compiled.inputs) > 1:  # a multi-style network; names from its checkpoint, else numbered
+            count = compiled.inputs[1].get_partial_shape()[1].get_length()
+            self.styles = tuple(styles) if styles else tuple(f"style{i}" for i in range(count))
 
-    def run(self, images: torch.Tensor) -> torch.Tensor:
+    def run(self, images: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         h, w = images.shape[-2:]
-        x = pad_to_multiple(images.detach().cpu().float(), 4).contiguous().numpy()
-        y = self.request.infer({0: x})[0]
+        feed = {0: pad_to_multiple(images.detach().cpu().float(), 4).contiguous().numpy()}
+        if self.styles is not None:
+            feed[1] = weights.detach().cpu().float().contiguous().numpy()
+        y = self.request.infer(feed)[0]
         return torch.from_numpy(np.array(y))[..., :h, :w]

@@ -50,8 +50,9 @@ class TorchBackend(Backend):
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         self._forward = torch.compile(self.net, dynamic=True) if compile else self.net
+        self.styles = getattr(self.net, "styles", None)
 
-    def run(self, images: torch.Tensor) -> torch.Tensor:
+    def run(self, images: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         autocast = (
@@ -60,7 +61,8 @@ class TorchBackend(Backend):
             else torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
         )
         with torch.inference_mode(), autocast:
-            return self._forward(images).float()
+            out = self._forward(images) if self.styles is None else self._forward(images, weights)
+            return out.float()
 
     def norm_statistics(self, choose: NormStatistics):
         return norm_statistics(choose)

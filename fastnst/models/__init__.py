@@ -1,5 +1,6 @@
 """Networks: the stylization network and the frozen VGG loss network."""
 
+from fastnst.models.multi_style import MultiStyleNet, MultiStyleNetConfig
 from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig
 
-__all__ = ["TransformerNet", "TransformerNetConfig"]
+__all__ = ["MultiStyleNet", "MultiStyleNetConfig", "TransformerNet", "TransformerNetConfig"]

@@ -110,10 +110,13 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = 4) -> torch.Tensor:
 class ConvLayer(nn.Sequential):
     """Reflection pad, convolution, then optional instance norm and ReLU."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True):
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
+        norm_layer: Callable[[int], nn.Module] | None = None,
+    ):  # fmt: skip
         layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(c_in, c_out, kernel, stride)]
         if norm:
-            layers.append(InstanceNorm(c_out))
+            layers.append((norm_layer or InstanceNorm)(c_out))
         if relu:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
@@ -122,11 +125,11 @@ class ConvLayer(nn.Sequential):
 class ResidualBlock(nn.Module):
     """Two 3x3 conv layers with instance norm and an identity shortcut."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, norm_layer: Callable[[int], nn.Module] | None = None):
         super().__init__()
         self.body = nn.Sequential(
-            ConvLayer(channels, channels, 3),
-            ConvLayer(channels, channels, 3, relu=False),
+            ConvLayer(channels, channels, 3, norm_layer=norm_layer),
+            ConvLayer(channels, channels, 3, relu=False, norm_layer=norm_layer),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,9 +139,9 @@ class ResidualBlock(nn.Module):
 class UpsampleConv(nn.Module):
     """Nearest-neighbour 2x upsampling followed by a conv layer."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int = 3):
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3, norm_layer: Callable[[int], nn.Module] | None = None):
         super().__init__()
-        self.conv = ConvLayer(c_in, c_out, kernel)
+        self.conv = ConvLayer(c_in, c_out, kernel, norm_layer=norm_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
@@ -160,19 +163,23 @@ class TransformerNet(nn.Module):
         - Output: (B, 3, H, W), float in [0, 1].
     """
 
-    def __init__(self, config: TransformerNetConfig | None = None):
+    def __init__(
+        self, config: TransformerNetConfig | None = None, norm_layer: Callable[[int], nn.Module] | None = None
+    ):
         super().__init__()
         self.config = config or TransformerNetConfig()
         c1, c2, c3 = self.config.channels()
+        norm = norm_layer or InstanceNorm
         self.encoder = nn.Sequential(
-            ConvLayer(3, c1, 9),
-            ConvLayer(c1, c2, 3, stride=2),
-            ConvLayer(c2, c3, 3, stride=2),
+            ConvLayer(3, c1, 9, norm_layer=norm),
+            ConvLayer(c1, c2, 3, stride=2, norm_layer=norm),
+            ConvLayer(c2, c3, 3, stride=2, norm_layer=norm),
         )
-        self.residuals = nn.Sequential(*(ResidualBlock(c3) for _ in range(self.config.num_residual_blocks)))
+        blocks = self.config.num_residual_blocks
+        self.residuals = nn.Sequential(*(ResidualBlock(c3, norm) for _ in range(blocks)))
         self.decoder = nn.Sequential(
-            UpsampleConv(c3, c2),
-            UpsampleConv(c2, c1),
+            UpsampleConv(c3, c2, norm_layer=norm),
+            UpsampleConv(c2, c1, norm_layer=norm),
             ConvLayer(c1, 3, 9, norm=False, relu=False),
         )
 

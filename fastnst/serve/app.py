@@ -57,14 +57,14 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def thumbnail(stylizer, side: int = 96) -> bytes:
+def thumbnail(stylizer, side: int = 96, style: str | None = None) -> bytes:
     """A small sample of the style: the first bundled photo, stylized, as JPEG bytes."""
     from PIL import Image
 
     photo = sorted((Path(__file__).resolve().parents[1] / "assets" / "photos").glob("*.jpg"))[1]
     image = Image.open(photo).convert("RGB")
     image.thumbnail((side * 2, side * 2))
-    out = stylizer.stylize(image)
+    out = stylizer.stylize(image, style=style)
     out.thumbnail((side, side))
     buffer = io.BytesIO()
     out.save(buffer, "JPEG", quality=85)
@@ -72,8 +72,15 @@ def thumbnail(stylizer, side: int = 96) -> bytes:
 
 
 def create_app(stylizers: dict, limits: Limits | None = None, max_batch: int = 8, max_wait_ms: float = 5.0) -> FastAPI:
-    """The FastAPI app serving ``stylizers`` (style name -> :class:`~fastnst.stylize.stylizer.Stylizer`)."""
+    """The FastAPI app serving ``stylizers`` (name -> :class:`~fastnst.stylize.stylizer.Stylizer`).
+
+    A multi-style network contributes each of its styles under its own name.
+    """
     limits = limits or Limits()
+    entries: dict[str, tuple] = {}  # style name -> (stylizer, style within a multi-style network or None)
+    for name, stylizer in stylizers.items():
+        for style in stylizer.styles or [None]:
+            entries.setdefault(style or name, (stylizer, style))
     batcher = Batcher(max_batch, max_wait_ms)
 
     @contextlib.asynccontextmanager
@@ -106,15 +113,15 @@ def create_app(stylizers: dict, limits: Limits | None = None, max_batch: int = 8
         """Every style this server has: its name, the painting's title and a thumbnail."""
         return [
             {"name": name, "title": TITLES.get(name, name), "thumbnail": f"/v1/styles/{name}/thumbnail.jpg"}
-            for name in stylizers
+            for name in entries
         ]
 
     @app.get("/v1/styles/{name}/thumbnail.jpg", include_in_schema=False)
     async def style_thumbnail(name: str) -> Response:
-        if name not in stylizers:
+        if name not in entries:
             raise HTTPException(404, f"unknown style {name!r}")
         if name not in thumbnails:
-            thumbnails[name] = thumbnail(stylizers[name])
+            thumbnails[name] = thumbnail(*entries[name][:1], style=entries[name][1])
         return Response(thumbnails[name], media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/healthz")
@@ -123,7 +130,7 @@ def create_app(stylizers: dict, limits: Limits | None = None, max_batch: int = 8
         first = next(iter(stylizers.values()))
         return {
             "status": "ok", "device": str(first.device), "backend": first.backend.describe(),
-            "styles": list(stylizers), "forward_passes": batcher.forward_passes, "images": batcher.images,
+            "styles": list(entries), "forward_passes": batcher.forward_passes, "images": batcher.images,
         }  # fmt: skip
 
     @app.post(
@@ -140,8 +147,8 @@ def create_app(stylizers: dict, limits: Limits | None = None, max_batch: int = 8
     ) -> Response:
         """Stylize one photo; the result has the photo's size unless ``size`` is given. JPEG unless
         the ``Accept`` header asks for ``image/png``."""
-        if style not in stylizers:
-            raise HTTPException(404, f"unknown style {style!r}; available: {', '.join(stylizers)}")
+        if style not in entries:
+            raise HTTPException(404, f"unknown style {style!r}; available: {', '.join(entries)}")
         if size is not None and size > limits.max_size:
             raise HTTPException(422, f"size: at most {limits.max_size} px")
         data = await image.read(limits.max_upload_bytes + 1)
@@ -156,10 +163,10 @@ def create_app(stylizers: dict, limits: Limits | None = None, max_batch: int = 8
             raise HTTPException(415, str(exc)) from None
         except ImageReadError as exc:  # truncated, corrupt, a decompression bomb
             raise HTTPException(422, str(exc)) from None
-        stylizer = stylizers[style]
+        stylizer, within = entries[style]
         x = pil_to_tensor(photo).unsqueeze(0)  # (1, 3, H, W)
         x = resize_tensor(x, scaled_size(*photo.size, size))
-        y = await batcher.run(stylizer, x)
+        y = await batcher.run(stylizer, x, stylizer.style_weights(within, 1) if within else None)
         y = stylizer.finish(y, x, strength, preserve_color)
         png = "image/png" in request.headers.get("accept", "")
         buffer = io.BytesIO()

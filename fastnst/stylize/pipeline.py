@@ -52,6 +52,7 @@ class StylizeOptions:
         preserve_color: keep the photo's colours, transfer luminance only.
         stable: video: steady the style over time.
         overwrite: replace existing outputs (never inputs).
+        style: a multi-style network's style, a mix (``a=0.7,b=0.3``), or ``all`` (one output each).
     """
 
     output_dir: Path = Path("outputs")
@@ -64,6 +65,7 @@ class StylizeOptions:
     preserve_color: bool = False
     stable: bool = False
     overwrite: bool = False
+    style: str | None = None
 
     def validate(self) -> None:
         """Raises OptionsError for a value out of range or options that exclude each other."""
@@ -79,10 +81,11 @@ class StylizeOptions:
 
 @dataclass
 class Job:
-    """One input and where its result goes."""
+    """One input, where its result goes, and (multi-style networks) in which style."""
 
     source: Path
     target: Path
+    style: str | None = None
 
     @property
     def is_video(self) -> bool:
@@ -176,38 +179,75 @@ def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, Path |
     return found, skipped, failed
 
 
-def plan_jobs(inputs: Iterable[str | Path], style: str, options: StylizeOptions) -> Plan:
+def style_label(style: str) -> str:
+    """A file-name label for a style or a mix: ``starry_night``, ``starry_night70_great_wave30``."""
+    if "=" not in style:
+        return style
+    parts = [item.partition("=") for item in style.split(",")]
+    total = sum(float(v) for _, _, v in parts) or 1.0
+    return "_".join(f"{name.strip()}{round(100 * float(v) / total)}" for name, _, v in parts)
+
+
+def plan_jobs(
+    inputs: Iterable[str | Path], style: str, options: StylizeOptions, styles: tuple[str, ...] | None = None
+) -> Plan:
     """Decide every output path: refuse any that would overwrite an input, keep existing outputs.
 
+    Args:
+        style: the network's name (single-style networks), used in output names.
+        styles: a multi-style network's styles; ``options.style`` picks one, a mix or ``all``.
+
     Raises:
-        OptionsError: ``output`` names one file but several inputs were given.
+        OptionsError: ``output`` names one file but several outputs would be written.
     """
     found, skipped, failed = expand_inputs(inputs)
     output = Path(options.output).expanduser() if options.output else None
-    if output is not None and len(found) > 1:
-        raise OptionsError(f"--output names one file but {len(found)} inputs were given; use -o/--output-dir")
+    if styles is None:
+        picks = [None]
+    elif options.style == "all":
+        picks = list(styles)
+    else:
+        picks = [options.style]
+    if output is not None and len(found) * len(picks) > 1:
+        raise OptionsError(
+            f"--output names one file but {len(found) * len(picks)} outputs would be written; use -o/--output-dir"
+        )
     plan = Plan(skipped=skipped, failed=failed)
     input_paths = {os.path.realpath(p) for p, _ in found}
-    for source, base in found:
+    for (source, base), pick in ((item, pick) for item in found for pick in picks):
+        label = style_label(pick) if pick else style
         if output is not None:
             target = output
         else:
             relative = source.parent.relative_to(base) if base is not None else Path()
-            target = Path(options.output_dir).expanduser() / relative / f"{source.stem}_{style}{source.suffix.lower()}"
+            target = Path(options.output_dir).expanduser() / relative / f"{source.stem}_{label}{source.suffix.lower()}"
         if os.path.realpath(target) in input_paths:
             plan.failed.append(Failed(source, f"output {target} would overwrite an input; choose another -o/--output"))
         elif target.exists() and not options.overwrite:
             plan.skipped.append(Skipped(target, "exists; kept (use --overwrite to replace)", "kept"))
         else:
-            plan.jobs.append(Job(source, target))
+            plan.jobs.append(Job(source, target, pick))
     return plan
 
 
 def check_options(stylizer, options: StylizeOptions) -> None:
-    """Refuse options the stylizer's backend cannot honour (one line), before anything runs."""
+    """Refuse options the stylizer's backend or network cannot honour (one line), before anything runs."""
     options.validate()
     backend = stylizer.backend
     check_supported(backend.name, backend.capabilities, tile=bool(options.tile), stable=options.stable)
+    if stylizer.styles is None and options.style not in (None, stylizer.style):
+        raise OptionsError(f"--style {options.style}: {stylizer.style!r} is a single-style network")
+    if stylizer.styles is not None:
+        if options.style is None:
+            raise OptionsError(
+                f"a multi-style network: add --style with one of {', '.join(stylizer.styles)}, a mix "
+                f"{stylizer.styles[0]}=0.7,{stylizer.styles[-1]}=0.3, or all"
+            )
+        if options.style != "all":
+            try:
+                stylizer.style_weights(options.style, 1)
+            except ValueError as exc:
+                raise OptionsError(f"--style {options.style}: {exc}") from None
 
 
 def _write(job: Job, image: torch.Tensor) -> Failed | None:
@@ -246,7 +286,7 @@ def run(
             report = stylize_video(
                 stylizer, job.source, job.target, size=options.size, scale=options.scale,
                 batch_size=max(options.batch_size, 4), stable=options.stable, strength=options.strength,
-                keep_color=options.preserve_color,
+                keep_color=options.preserve_color, style=job.style,
                 progress=(lambda n, total, job=job: frame_progress(job, n, total)) if frame_progress else None,
             )  # fmt: skip
         except VideoError as exc:
@@ -266,10 +306,12 @@ def run(
             done = iter(range(1, total + 1))
             y = stylizer.stylize_tiled(
                 x, options.tile, options.strength, options.preserve_color,
-                progress=(lambda: tile_progress(next(done), total)) if tile_progress else None,
+                progress=(lambda: tile_progress(next(done), total)) if tile_progress else None, style=batch[0][0].style,
             )  # fmt: skip
         else:
-            y = stylizer.stylize_tensor(x, strength=options.strength, keep_color=options.preserve_color)
+            y = stylizer.stylize_tensor(
+                x, strength=options.strength, keep_color=options.preserve_color, style=batch[0][0].style
+            )
         ms = 1000 * (time.perf_counter() - t0) / len(batch)
         for (job, _), out in zip(batch, y):
             yield _write(job, out) or Written(job, ms, out.shape[-1] * out.shape[-2])
@@ -284,7 +326,7 @@ def run(
             yield Failed(job.source, str(exc).removeprefix(f"{job.source}: "))
             continue
         tensor = resize_tensor(pil_to_tensor(image)[None], scaled_size(*image.size, options.size, options.scale))[0]
-        if batch and batch[0][1].shape != tensor.shape:
+        if batch and (batch[0][1].shape != tensor.shape or batch[0][0].style != job.style):
             yield from flush()
         batch.append((job, tensor))
         if len(batch) >= options.batch_size:

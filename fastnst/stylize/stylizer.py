@@ -63,6 +63,7 @@ class Stylizer:
             backend = TorchBackend(backend, device, precision or default_precision(device), channels_last, compile)
         self.backend, self.style, self.info = backend, style, info or NetworkInfo()
         self.choice = None  # what --backend auto measured, when it chose
+        self.styles: tuple[str, ...] | None = backend.styles  # a multi-style network's styles
 
     @classmethod
     def from_checkpoint(
@@ -135,12 +136,14 @@ class Stylizer:
         if backend == "onnxruntime":
             from fastnst.backends.onnxruntime import OnnxRuntimeBackend, cached_onnx
 
-            runner = OnnxRuntimeBackend(cached_onnx(loaded.net, path, cache_dir))
+            runner = OnnxRuntimeBackend(
+                cached_onnx(loaded.net, path, cache_dir), styles=getattr(loaded.net, "styles", None)
+            )
         elif backend == "openvino":
             from fastnst.backends.openvino import OpenVinoBackend, cached_openvino, int8_verdict
 
             model = cached_openvino(loaded.net, path, cache_dir, int8=precision == "int8")
-            runner = OpenVinoBackend(model, precision or "fp32")
+            runner = OpenVinoBackend(model, precision or "fp32", styles=getattr(loaded.net, "styles", None))
             verdict = int8_verdict(model) if precision == "int8" else None
             if verdict and not verdict["passed"] and choice is None:
                 import warnings
@@ -166,9 +169,29 @@ class Stylizer:
     def precision(self) -> str:
         return self.backend.precision
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def style_weights(self, style: str | dict[str, float] | None, batch: int) -> torch.Tensor | None:
+        """(batch, S) weights for a multi-style network: a style name, a mix (dict or ``"a=0.7,b=0.3"``).
+
+        None for a single-style network (which accepts no style but its own).
+
+        Raises:
+            ValueError: no style for a multi-style network, an unknown name, a bad mix (one line).
+        """
+        if self.styles is None:
+            if style not in (None, self.style):
+                raise ValueError(f"{self.style!r} is a single-style network; it has no style {style!r}")
+            return None
+        if style is None:
+            raise ValueError(
+                f"a multi-style network: choose a style ({', '.join(self.styles)}), a mix a=0.7,b=0.3, or all"
+            )
+        from fastnst.models.multi_style import mix_weights
+
+        return mix_weights(self.styles, style).to(self.device).expand(batch, -1)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Run the network on a float32 batch already on the device (no strength or colour options)."""
-        return self.backend.run(x)
+        return self.backend.run(x, weights)
 
     @staticmethod
     def finish(
@@ -190,13 +213,17 @@ class Stylizer:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
 
     @torch.inference_mode()
-    def stylize_tensor(self, images: torch.Tensor, strength: float = 1.0, keep_color: bool = False) -> torch.Tensor:
+    def stylize_tensor(
+        self, images: torch.Tensor, strength: float = 1.0, keep_color: bool = False,
+        style: str | dict[str, float] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """Stylize a batch.
 
         Args:
             images: float in [0, 1], on any device (not modified).
             strength: 0 returns the input, 1 the full style; linear blend between.
             keep_color: keep the input's colours, transfer only luminance.
+            style: a multi-style network's style, or a mix (``{"a": 0.7, "b": 0.3}`` or ``"a=0.7,b=0.3"``).
 
         Returns:
             float32 images in [0, 1] on the input's device.
@@ -207,13 +234,14 @@ class Stylizer:
         """
         self._check(images, strength)
         x = images.to(self.device, torch.float32, non_blocking=True)
-        y = self.finish(self.forward(x), x, strength, keep_color)
+        y = self.finish(self.forward(x, self.style_weights(style, x.shape[0])), x, strength, keep_color)
         return y.contiguous().to(images.device)
 
     @torch.inference_mode()
     def stylize_tiled(
-        self, images: torch.Tensor, tile: int, strength: float = 1.0, keep_color: bool = False, progress=None
-    ) -> torch.Tensor:
+        self, images: torch.Tensor, tile: int, strength: float = 1.0, keep_color: bool = False, progress=None,
+        style: str | dict[str, float] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """Like :meth:`stylize_tensor` in ``tile`` px tiles with whole-image statistics (huge images).
 
         The images stay where they are (CPU memory); tiles are computed on the device.
@@ -222,10 +250,14 @@ class Stylizer:
         from fastnst.stylize.tiling import stylize_tiled
 
         self._check(images, strength)
-        y = stylize_tiled(self.backend, images, tile=tile, progress=progress)
+        weights = self.style_weights(style, images.shape[0])
+        y = stylize_tiled(self.backend, images, tile=tile, progress=progress, weights=weights)
         return self.finish(y, images, strength, keep_color)
 
-    def stylize(self, image: Image.Image, strength: float = 1.0, keep_color: bool = False) -> Image.Image:
-        """Stylize one PIL image; returns an RGB image of the same size."""
+    def stylize(
+        self, image: Image.Image, strength: float = 1.0, keep_color: bool = False,
+        style: str | dict[str, float] | None = None,
+    ) -> Image.Image:  # fmt: skip
+        """Stylize one PIL image; returns an RGB image of the same size (``style``: see :meth:`stylize_tensor`)."""
         tensor = pil_to_tensor(image.convert("RGB")).unsqueeze(0)  # (1, 3, H, W)
-        return tensor_to_pil(self.stylize_tensor(tensor, strength=strength, keep_color=keep_color))
+        return tensor_to_pil(self.stylize_tensor(tensor, strength=strength, keep_color=keep_color, style=style))

@@ -60,6 +60,7 @@ def stylize_tiled(
     tile: int = 512,
     halo: int = TILE_HALO,
     progress: Callable[[], None] | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Stylize with whole-image instance-norm statistics, tile by tile.
 
@@ -72,6 +73,7 @@ def stylize_tiled(
         tile: core tile side in pixels (rounded up to a multiple of 4).
         halo: overlap on each side in pixels (rounded up to a multiple of 4).
         progress: called once per tile pass, for progress bars.
+        weights: (B, S) style weights of a multi-style network.
 
     Returns:
         float32 images in [0, 1] on the input's device.
@@ -112,7 +114,7 @@ def stylize_tiled(
             for core, window in boxes:
                 box.update(core=core, window=window)
                 try:
-                    backend.run(window_of(window))
+                    backend.run(window_of(window), weights)
                 except _Stop:
                     pass
                 if progress:
@@ -124,7 +126,7 @@ def stylize_tiled(
     out = torch.empty(b, 3, hp, wp, dtype=torch.float32, device=images.device)
     with backend.norm_statistics(lambda module, x: fixed[id(module)]):
         for core, window in boxes:
-            y = backend.run(window_of(window))  # (B, 3, window_h, window_w)
+            y = backend.run(window_of(window), weights)  # (B, 3, window_h, window_w)
             top, left = core[0] - window[0], core[1] - window[1]
             out[..., core[0] : core[2], core[1] : core[3]] = y[
                 ..., top : top + core[2] - core[0], left : left + core[3] - core[1]

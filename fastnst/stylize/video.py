@@ -167,6 +167,7 @@ def stylize_video(
     strength: float = 1.0,
     keep_color: bool = False,
     progress: Callable[[int, int | None], None] | None = None,
+    style: str | dict[str, float] | None = None,
 ) -> VideoReport:
     """Stylize every frame of ``source`` into ``target`` (written atomically).
 
@@ -181,6 +182,7 @@ def stylize_video(
         stable: smooth instance-norm statistics over time (less flicker).
         momentum: weight of the past in the smoothing.
         progress: called as ``progress(frames_done, total_or_None)``.
+        style: a multi-style network's style or mix.
 
     Raises:
         VideoError: unreadable, corrupt or unsupported input (one line, naming the file).
@@ -272,7 +274,7 @@ def stylize_video(
                 if batch and (finished or len(batch) >= batch_size):
                     x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W)
                     x = resize_tensor(x, (out_w, out_h))
-                    y = stylizer.stylize_tensor(x, strength=strength, keep_color=keep_color)
+                    y = stylizer.stylize_tensor(x, strength=strength, keep_color=keep_color, style=style)
                     y = y.clamp(0, 1).mul(255).permute(0, 2, 3, 1).contiguous().numpy()  # (B, H, W, 3)
                     for source_frame, out_frame in zip(x.mul(255).permute(0, 2, 3, 1).numpy(), y):
                         if blender is not None:

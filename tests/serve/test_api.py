@@ -141,11 +141,11 @@ def test_a_request_that_fails_in_the_network_leaves_the_server_serving(client, t
     calls = {"n": 0}
     forward = client.stylizer.forward
 
-    def flaky(x):
+    def flaky(x, weights=None):
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("out of memory")
-        return forward(x)
+        return forward(x, weights)
 
     monkeypatch.setattr(client.stylizer, "forward", flaky)
     with TestClient(client.app, raise_server_exceptions=False) as c:

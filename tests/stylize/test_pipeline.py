@@ -44,7 +44,7 @@ def test_options_are_checked_before_anything_runs(tmp_path, tiny_ckpt):
         with pytest.raises(pipeline.OptionsError, match=words):
             pipeline.check_options(stylizer, pipeline.StylizeOptions(**bad))
     photo = write_photo(tmp_path / "p.png")
-    with pytest.raises(pipeline.OptionsError, match="--output names one file but 2 inputs"):
+    with pytest.raises(pipeline.OptionsError, match="--output names one file but 2 outputs"):
         pipeline.plan_jobs(
             [photo, write_photo(tmp_path / "q.png")], "x", pipeline.StylizeOptions(output=tmp_path / "o.png")
         )

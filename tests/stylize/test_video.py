@@ -124,11 +124,11 @@ def test_failure_mid_video_stops_reader_and_writer_and_leaves_nothing(tmp_path, 
     calls = {"n": 0}
     forward = stylizer.forward
 
-    def failing(x):
+    def failing(x, weights=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise Boom("injected failure on the third batch")
-        return forward(x)
+        return forward(x, weights)
 
     stylizer.forward = failing
     before = threading.active_count()
