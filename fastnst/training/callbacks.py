@@ -16,7 +16,7 @@ from fastnst.io import file_sha256, make_grid
 class StyleSamples(L.Callback):
     """Every ``every_n_steps`` steps, stylize the fixed validation photos into a grid.
 
-    The grid (photos on the top row, stylized below) goes to every logger that
+    The grid (photos on the top row, then one row per style) goes to every logger that
     has ``add_image`` (TensorBoard) as ``samples``.
     """
 
@@ -34,9 +34,9 @@ class StyleSamples(L.Callback):
         module.eval()
         with torch.no_grad():
             content = self._images.to(module.device)
-            stylized = module(content).float()
+            rows = module.samples(content)  # the photos, then one row per style
         module.train(was_training)
-        grid = make_grid(torch.cat([content, stylized]).cpu(), nrow=len(content))  # (3, H, W)
+        grid = make_grid(rows.cpu(), nrow=len(content))  # (3, H, W)
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_image"):
@@ -93,6 +93,13 @@ class ExportNetwork(L.Callback):
             style_layers=dict(loss["style_layers"]),
             **module.init_info,
         )
+        if module.hparams.get("styles"):  # a multi-style network: every style's painting
+            info.style_image = info.style_image_sha256 = None
+            info.extra["paintings"] = {
+                s["name"]: {"file": Path(s["image"]).name, "sha256": file_sha256(s["image"]), "size": s.get("size")}
+                for s in module.hparams.styles
+                if s.get("image")
+            }
         self.path = save_network(module.transformer(), target, info)
 
 

@@ -1,8 +1,9 @@
-"""The LightningModule that trains one TransformerNet for one style."""
+"""The LightningModule that trains a style network: one style, or many in one multi-style network."""
 
 from __future__ import annotations
 
 import math
+import random
 import warnings
 
 import lightning as L
@@ -34,53 +35,111 @@ class StyleTransferModule(L.LightningModule):
             weight), ``content_weight``, ``style_weight``, ``tv_weight``.
         optim: Adam ``lr``; ``lr_decay_gamma`` multiplies it every ``lr_decay_every`` steps (1.0: off).
         runtime: ``channels_last`` memory format, ``compile`` the network's forward.
+        styles: for a multi-style network (``arch: johnson_multi``), one ``style``-like dict per style
+            (in the network's order); each batch trains one of them, drawn from the seed and the step.
+        train_styles: indices of the styles to train (``add_style``: only the new one's (γ, β) learn).
     """
 
-    def __init__(self, net: dict, style: dict, loss: dict, optim: dict, runtime: dict | None = None):
+    def __init__(
+        self, net: dict, style: dict, loss: dict, optim: dict, runtime: dict | None = None,
+        styles: list[dict] | None = None, train_styles: list[int] | None = None,
+    ):  # fmt: skip
         super().__init__()
         runtime = {"channels_last": False, "compile": False, **(runtime or {})}
         self.save_hyperparameters(
-            {"net": dict(net), "style": dict(style), "loss": dict(loss), "optim": dict(optim), "runtime": runtime}
+            {
+                "net": dict(net),
+                "style": dict(style),
+                "loss": dict(loss),
+                "optim": dict(optim),
+                "runtime": runtime,
+                "styles": [dict(s) for s in styles] if styles else None,
+                "train_styles": train_styles,
+            }
         )
         spec = dict(net)
         self.net = build_network(spec.pop("arch", "johnson"), spec)
+        self.multi = getattr(self.net, "styles", None) is not None
+        if self.multi and len(styles or []) != len(self.net.styles):
+            raise ValueError(f"a multi-style network of {len(self.net.styles)} styles needs as many style presets")
         if runtime["channels_last"]:
             self.net.to(memory_format=torch.channels_last)
         content_layers, style_layers = list(loss["content_layers"]), dict(loss["style_layers"])
         vgg = VGGFeatures(list(dict.fromkeys([*content_layers, *style_layers])), **dict(loss.get("vgg") or {}))
-        perceptual = PerceptualLoss(
-            vgg,
-            load_image(style["image"], style.get("size")),
-            content_layers,
-            style_layers,
-            loss["content_weight"],
-            loss["style_weight"],
-            loss["tv_weight"],
-        )
         # Kept out of the module tree: the frozen VGG is neither saved nor trained.
-        self._perceptual = [perceptual]
+        self._perceptual = [
+            PerceptualLoss(
+                vgg,
+                load_image(s["image"], s.get("size")),
+                content_layers,
+                style_layers,
+                loss["content_weight"],
+                loss["style_weight"],
+                loss["tv_weight"],
+            )
+            if s.get("image")
+            else None  # a style this run does not train (add_style): its painting is not needed
+            for s in (styles if self.multi else [style])
+        ]
+        self.train_styles = list(train_styles) if train_styles else list(range(len(self._perceptual)))
+        if self.multi and train_styles:
+            self._train_only_style_rows(self.train_styles)
         self._forward = torch.compile(self.net) if runtime["compile"] else self.net
         self.skipped_files: set[str] = set()
         self.init_info: dict = {}  # set when fine-tuning from another network (init_from)
 
+    def _train_only_style_rows(self, rows: list[int]) -> None:
+        """Freeze everything but these styles' (γ, β) rows (their gradients are masked to those rows)."""
+        from fastnst.models.multi_style import ConditionalInstanceNorm
+
+        for parameter in self.net.parameters():
+            parameter.requires_grad_(False)
+        for module in self.net.modules():
+            if isinstance(module, ConditionalInstanceNorm):
+                for parameter in (module.weight, module.bias):
+                    parameter.requires_grad_(True)
+                    mask = torch.zeros(parameter.shape[0], 1)
+                    mask[rows] = 1.0
+                    parameter.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device, grad.dtype))
+
     @property
     def perceptual(self) -> PerceptualLoss:
-        loss = self._perceptual[0]
+        return self.perceptual_for(0)
+
+    def perceptual_for(self, index: int) -> PerceptualLoss:
+        loss = self._perceptual[index]
         if loss.vgg.mean.device != self.device:
             loss.to(self.device)
         return loss
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Stylize (B, 3, H, W) images in [0, 1]."""
+    def style_names(self) -> list[str]:
+        return list(self.net.styles) if self.multi else [self.hparams.style["name"]]
+
+    def forward(self, images: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Stylize (B, 3, H, W) images in [0, 1]; ``weights`` (B, S) for a multi-style network."""
         if self.hparams.runtime["channels_last"]:
             images = images.contiguous(memory_format=torch.channels_last)
-        return self._forward(images)
+        return self._forward(images) if not self.multi else self._forward(images, weights)
+
+    def one_hot(self, index: int, batch: int) -> torch.Tensor:
+        weights = torch.zeros(batch, len(self.net.styles), device=self.device)
+        weights[:, index] = 1.0
+        return weights
+
+    def samples(self, content: torch.Tensor) -> torch.Tensor:
+        """The photos, then one row per style: (B * (1 + styles), 3, H, W) for a sample grid."""
+        if not self.multi:
+            return torch.cat([content, self(content).float()])
+        rows = [self(content, self.one_hot(i, len(content))).float() for i in range(len(self.net.styles))]
+        return torch.cat([content, *rows])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         self.note_skipped(batch.get("skipped", []))
         content = batch["image"]  # (B, 3, S, S)
-        stylized = self(content)
-        terms = self.perceptual(stylized, content)
+        # The style of this batch: from the step, so a resumed run draws the same ones.
+        index = self.train_styles[random.Random(1_000_003 * self.global_step + 17).randrange(len(self.train_styles))]
+        stylized = self(content, self.one_hot(index, len(content)) if self.multi else None)
+        terms = self.perceptual_for(index)(stylized, content)
         loss = terms["loss"]
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -90,6 +149,9 @@ class StyleTransferModule(L.LightningModule):
                 "or the loss weights are likely too high; the last good checkpoint is kept"
             )
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=False)
+        if self.multi:
+            name = self.net.styles[index]
+            self.log_dict({f"train_{name}/{k}": v.detach() for k, v in terms.items()}, prog_bar=False)
         self.log("loss", loss.detach(), prog_bar=True, logger=False)
         if self.skipped_files:
             self.log("data/skipped_files", float(len(self.skipped_files)), reduce_fx="max")
@@ -104,7 +166,7 @@ class StyleTransferModule(L.LightningModule):
 
     def configure_optimizers(self):
         optim = self.hparams.optim
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=optim["lr"])
+        optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=optim["lr"])
         gamma, every = optim.get("lr_decay_gamma", 1.0), max(1, int(optim.get("lr_decay_every", 10_000)))
         if math.isclose(gamma, 1.0):
             return optimizer

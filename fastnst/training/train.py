@@ -187,7 +187,11 @@ def load_initial_network(cfg: DictConfig, resuming: bool = False):
     except CheckpointError as exc:
         raise ConfigError(f"init_from: {exc}") from None
     have = network_spec(loaded.net)
+    if cfg.get("add_style"):
+        have.pop("styles", None)  # the run grows the network by one style
     want = {key: cfg.model.get(key) for key in have}
+    if "styles" in want and want["styles"] is not None:
+        want["styles"] = list(want["styles"])
     if have != want:
         overrides = " ".join(f"model.{k}={v}" for k, v in have.items() if want.get(k) != v)
         raise ConfigError(f"init_from={loaded.path}: its network is {have} but the model is {want}; add {overrides}")
@@ -205,15 +209,86 @@ def apply_initial_network(loaded, module, load_weights: bool = True) -> None:
     module.init_info = {"init_from": loaded.path.name, "init_steps": loaded.info.steps}
 
 
-def build_module(cfg: DictConfig):
-    """The StyleTransferModule from the model, style, loss, optim and runtime groups (plain values only)."""
+def style_preset(cfg: DictConfig, name: str) -> dict:
+    """The ``name``, ``image`` and ``size`` of a style preset, resolved in ``cfg``'s context.
+
+    ``custom`` is the run's own ``style`` group (``style.image=... style.name=...``).
+
+    Raises:
+        ConfigError: no such preset (the message lists them) or its painting is missing.
+    """
+    if name == "custom":
+        node = cfg.style
+    else:
+        path = CONFIG_DIR / "style" / f"{name}.yaml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in (CONFIG_DIR / "style").glob("*.yaml")))
+            raise ConfigError(f"style preset {name!r} not found; presets: {known}")
+        context = OmegaConf.merge(cfg, {})  # a copy: the preset resolves against this run's paths
+        OmegaConf.set_struct(context, False)
+        context.style = OmegaConf.load(path)
+        node = context.style
+    style = {"name": str(node.name), "image": str(node.image), "size": node.get("size")}
+    if style["image"].startswith("missing:"):
+        file = style["image"].removeprefix("missing:")
+        raise ConfigError(
+            f"style {name}: the painting {file} is not shipped with fastnst; set FASTNST_STYLE_DIR to a folder holding it"
+        )
+    if not Path(style["image"]).expanduser().is_file():
+        raise ConfigError(f"style {name}: painting {style['image']} not found")
+    return style
+
+
+def build_module(cfg: DictConfig, train_styles: list[int] | None = None):
+    """The StyleTransferModule from the model, style, loss, optim and runtime groups (plain values only).
+
+    A multi-style network (``model.arch=johnson_multi``) gets one style preset per name in
+    ``model.styles``; with ``train_styles`` only those are trained (and only their paintings read).
+    """
     from fastnst.training.module import StyleTransferModule
 
     groups = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("style", "loss", "optim", "runtime")}
     groups["style"] = {key: groups["style"].get(key) for key in ("name", "image", "size")}
     groups["style"]["image"] = str(Path(groups["style"]["image"]).expanduser())
     groups["loss"].pop("name", None)
-    return StyleTransferModule(net=OmegaConf.to_container(cfg.model, resolve=True), **groups)
+    net = OmegaConf.to_container(cfg.model, resolve=True)
+    if net.get("arch") == "johnson_multi":
+        names = list(net["styles"])
+        chosen = train_styles if train_styles is not None else range(len(names))
+        groups["styles"] = [style_preset(cfg, n) if i in chosen else {"name": n} for i, n in enumerate(names)]
+        groups["train_styles"] = list(train_styles) if train_styles is not None else None
+    return StyleTransferModule(net=net, **groups)
+
+
+def add_style(cfg: DictConfig, initial) -> list[int]:
+    """Grow ``init_from``'s multi-style network by the style ``add_style`` names: ``model.styles`` gets
+    the new name and the run trains only its (γ, β). Returns the index of the new style.
+
+    Raises:
+        ConfigError: no multi-style ``init_from``, or a style the network already has.
+    """
+    styles = list(getattr(getattr(initial, "net", None), "styles", None) or [])
+    if not styles:
+        raise ConfigError("add_style needs init_from=<a multi-style .safetensors> (experiment=multi_style)")
+    name = cfg.style.name if cfg.add_style == "custom" else str(cfg.add_style)
+    if name in styles:
+        raise ConfigError(f"add_style={name}: the network already has it ({', '.join(styles)})")
+    OmegaConf.update(cfg, "model.styles", [*styles, name], force_add=True)
+    OmegaConf.update(cfg, "model.arch", "johnson_multi", force_add=True)
+    return [len(styles)]
+
+
+def grow_into(loaded, module) -> None:
+    """Copy a multi-style network into ``module.net``, which has one more style; the new rows start at the mean."""
+    import torch
+
+    target = module.net.state_dict()
+    for key, value in loaded.net.state_dict().items():
+        if target[key].shape == value.shape:
+            target[key] = value
+        else:  # a (γ or β) of shape (S, C) -> (S + 1, C)
+            target[key] = torch.cat([value, value.mean(0, keepdim=True)])
+    module.net.load_state_dict(target)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -243,11 +318,14 @@ def train(cfg: DictConfig) -> dict:
         OmegaConf.update(cfg, "paths.output_dir", str(run_dir), force_add=True)
         print(f"resuming from {ckpt_path} (step {step}) in {run_dir}", file=sys.stderr)
     initial = load_initial_network(cfg, resuming=resumed is not None)
+    train_styles = add_style(cfg, initial) if cfg.get("add_style") else None
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # fails here, before any model is built, when the folder has no images
-    module = build_module(cfg)
+    module = build_module(cfg, train_styles)
     if initial is not None:
-        apply_initial_network(initial, module, load_weights=resumed is None)
+        if train_styles is not None and resumed is None:
+            grow_into(initial, module)
+        apply_initial_network(initial, module, load_weights=resumed is None and train_styles is None)
     module.note_skipped(datamodule.val_images()[1])  # unreadable validation photos are reported too
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if not cfg.get("export", True):

@@ -357,3 +357,37 @@ def test_the_module_takes_each_config_group_as_it_is(train_cfg):
     assert module.hparams.runtime == {"channels_last": True, "compile": False}
     assert module.hparams.loss["style_layers"] == OmegaConf.to_container(cfg.loss.style_layers)
     assert cfg.callbacks.export._target_.endswith("ExportNetwork") and "graceful_stop" in cfg.callbacks
+
+
+def test_multi_style_training_then_adding_a_style_trains_only_its_rows(train_cfg, tmp_path, monkeypatch):
+    import torch
+
+    from fastnst.checkpoint import load_network
+    from fastnst.models.multi_style import mix_weights
+
+    paintings = tmp_path / "paintings"
+    for i, name in enumerate(("starry_night", "great_wave", "the_scream")):
+        write_photo(paintings / f"{name}.jpg", size=(64, 64), seed=20 + i)
+    monkeypatch.setenv("FASTNST_STYLE_DIR", str(paintings))
+    multi = ("experiment=multi_style", "styles=[great_wave,the_scream]", "data.exclude=[]", f"data.root={tmp_path / 'photos'}",
+             "data.image_size=32", "trainer.max_steps=4", "callbacks.style_samples.every_n_steps=2", "trainer.precision=32-true")  # fmt: skip
+    result = train_script.train(train_cfg(*multi, f"paths.output_dir={tmp_path / 'run1'}"))
+    first = load_network(result["export_path"])
+    assert first.net.styles == ("great_wave", "the_scream")
+    assert set(first.info.extra["paintings"]) == {"great_wave", "the_scream"}
+    tags = __import__("test_train").scalars(tmp_path / "run1")
+    assert {"train_great_wave/style_loss", "train_the_scream/style_loss"} & set(tags)  # per-style curves
+    x = torch.rand(1, 3, 32, 32)
+    a, b = (first.net(x, mix_weights(first.net.styles, s)) for s in ("great_wave", "the_scream"))
+    assert (a - b).abs().max() > 0  # the styles differ after training
+
+    grown = train_script.train(train_cfg(*multi, f"init_from={result['export_path']}", "add_style=starry_night",
+                                         "optim.lr=1e-2", f"paths.output_dir={tmp_path / 'run2'}"))  # fmt: skip
+    second = load_network(grown["export_path"])
+    assert second.net.styles == ("great_wave", "the_scream", "starry_night")
+    old, new = first.net.state_dict(), second.net.state_dict()
+    for key, value in old.items():
+        if new[key].shape == value.shape:
+            assert torch.equal(new[key], value), f"{key} changed while only the new style trains"
+        else:  # (γ, β): the old rows untouched, the new row learned
+            assert torch.equal(new[key][:2], value) and not torch.equal(new[key][2], value.mean(0))
