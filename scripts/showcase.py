@@ -2,6 +2,7 @@
 
 python scripts/showcase.py                      # -> docs/images/shipped_styles.jpg
 python scripts/showcase.py --size 256 -o grid.jpg checkpoints/starry_night.safetensors
+python scripts/showcase.py --multi checkpoints/multi_style.safetensors   # -> docs/images/multi_style.jpg
 """
 
 from __future__ import annotations
@@ -33,8 +34,29 @@ def showcase(checkpoints: list[Path], photos: list[Path], size: int = 320) -> to
     rows = [batch]
     for ckpt in checkpoints:
         stylizer = Stylizer.from_checkpoint(ckpt, device="auto")
+        if stylizer.styles:  # a multi-style network has its own picture (multi_strips)
+            continue
         rows.append(torch.cat([stylizer.stylize_tensor(x.unsqueeze(0)) for x in batch]).float().cpu())
     return make_grid(torch.cat(rows), nrow=len(photos), padding=4)
+
+
+def multi_strips(checkpoint: Path, photo: Path, size: int = 256, steps: int = 5) -> torch.Tensor:
+    """One photo across every style of a multi-style network, then a mixing strip between its first two.
+
+    Shape:
+        - Output: (3, H, W) in [0, 1].
+    """
+    stylizer = Stylizer.from_checkpoint(checkpoint, device="auto")
+    x = pil_to_tensor(center_crop(resize_short_side(read_image(photo), size), size)).unsqueeze(0)
+    first, second = stylizer.styles[:2]
+    styles = [stylizer.stylize_tensor(x, style=s) for s in stylizer.styles]
+    mixes = [stylizer.stylize_tensor(x, style={first: 1 - t, second: t}) if 0 < t < 1 else
+             stylizer.stylize_tensor(x, style=first if t == 0 else second) for t in torch.linspace(0, 1, steps).tolist()]  # fmt: skip
+    columns = max(len(styles) + 1, steps)
+    blank = torch.ones_like(x)
+    top = [x, *styles] + [blank] * (columns - len(styles) - 1)
+    bottom = mixes + [blank] * (columns - steps)
+    return make_grid(torch.cat(top + bottom).float(), nrow=columns, padding=4)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", nargs="+", default=[str(ROOT / "fastnst/assets/photos")])
     parser.add_argument("--size", type=int, default=320, help="side of each square (px)")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs/images/shipped_styles.jpg")
+    parser.add_argument("--multi", type=Path, help="a multi-style network: its styles and a mixing strip")
     args = parser.parse_args(argv)
+    if args.multi:
+        output = (
+            args.output
+            if args.output != ROOT / "docs/images/shipped_styles.jpg"
+            else ROOT / "docs/images/multi_style.jpg"
+        )
+        photo = Path(args.photos[0])
+        photo = photo if photo.is_file() else sorted(photo.glob("*.jpg"))[1]
+        save_image(tensor_to_pil(multi_strips(args.multi, photo, min(args.size, 256))), output, quality=85)
+        print(f"wrote {output}")
+        return 0
     checkpoints = args.checkpoints or sorted((ROOT / "checkpoints").glob("*.safetensors"))
     found, _, problems = expand_inputs(args.photos)
     photos = [path for path, _ in found]

@@ -1,7 +1,7 @@
 import numpy as np
 from PIL import Image
 
-from conftest import load_script
+from conftest import ROOT, load_script
 
 
 def test_showcase_grid_has_photos_on_top_and_one_row_per_network(tmp_path, photo_dir, tiny_ckpt, capsys):
@@ -22,3 +22,22 @@ def test_showcase_without_photos_is_one_line(tmp_path, tiny_ckpt, capsys):
     showcase = load_script("showcase")
     assert showcase.main([str(tiny_ckpt), "--photos", str(tmp_path / "none"), "-o", str(tmp_path / "g.jpg")]) == 1
     assert "none" in capsys.readouterr().err
+
+
+def test_multi_style_picture_has_every_style_and_a_mixing_strip(tmp_path):
+    import torch
+
+    from fastnst.checkpoint import save_network
+    from fastnst.models.multi_style import MultiStyleNet, MultiStyleNetConfig
+
+    showcase = load_script("showcase")
+    net = MultiStyleNet(MultiStyleNetConfig(width=0.25, num_residual_blocks=1, styles=("a", "b", "c")))
+    with torch.no_grad():  # fresh rows are all equal: give each style its own
+        for p in net.parameters():
+            if p.dim() == 2:
+                p.add_(torch.randn_like(p) * 0.5)
+    ckpt = save_network(net, tmp_path / "m.safetensors")
+    grid = showcase.multi_strips(ckpt, ROOT / "fastnst/assets/photos/chelsea.jpg", size=32, steps=5)
+    columns, rows = 5, 2  # the photo + 3 styles (+ a blank), then 5 mixes
+    assert grid.shape == (3, rows * 36 + 4, columns * 36 + 4)
+    assert not torch.equal(grid[:, 4:36, 40:72], grid[:, 4:36, 76:108])  # styles a and b differ
