@@ -80,7 +80,8 @@ def create_app(stylizers: dict, limits: Limits | None = None, max_batch: int = 8
     entries: dict[str, tuple] = {}  # style name -> (stylizer, style within a multi-style network or None)
     for name, stylizer in stylizers.items():
         for style in stylizer.styles or [None]:
-            entries.setdefault(style or name, (stylizer, style))
+            key = style or name
+            entries[key if key not in entries else f"{name}/{style}"] = (stylizer, style)
     batcher = Batcher(max_batch, max_wait_ms)
 
     @contextlib.asynccontextmanager
@@ -116,7 +117,7 @@ def create_app(stylizers: dict, limits: Limits | None = None, max_batch: int = 8
             for name in entries
         ]
 
-    @app.get("/v1/styles/{name}/thumbnail.jpg", include_in_schema=False)
+    @app.get("/v1/styles/{name:path}/thumbnail.jpg", include_in_schema=False)
     async def style_thumbnail(name: str) -> Response:
         if name not in entries:
             raise HTTPException(404, f"unknown style {name!r}")

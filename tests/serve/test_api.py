@@ -151,3 +151,26 @@ def test_a_request_that_fails_in_the_network_leaves_the_server_serving(client, t
     with TestClient(client.app, raise_server_exceptions=False) as c:
         assert post(c, photo_bytes(tmp_path)).status_code == 500
         assert post(c, photo_bytes(tmp_path)).status_code == 200
+
+
+def test_a_multi_style_network_serves_each_of_its_styles(tiny_ckpt, tmp_path):
+    import torch
+
+    from fastnst.checkpoint import save_network
+    from fastnst.models.multi_style import MultiStyleNet, MultiStyleNetConfig
+
+    net = MultiStyleNet(MultiStyleNetConfig(width=0.25, num_residual_blocks=1, styles=("tiny", "other")))
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() == 2:
+                p.add_(torch.randn_like(p))
+    multi = save_network(net, tmp_path / "multi.safetensors", {"style": "multi"})
+    stylizers = {name: Stylizer.from_checkpoint(path, backend="torch", device="cpu", precision="fp32")
+                 for name, path in (("tiny", tiny_ckpt), ("multi", multi))}  # fmt: skip
+    with TestClient(create_app(stylizers)) as c:
+        names = [s["name"] for s in c.get("/v1/styles").json()]
+        assert names == ["tiny", "multi/tiny", "other"]  # a clashing name gets its network's prefix
+        data = photo_bytes(tmp_path)
+        outs = [post(c, data, style=name) for name in ("other", "multi/tiny")]
+        assert [o.status_code for o in outs] == [200, 200] and outs[0].content != outs[1].content
+        assert c.get("/v1/styles/multi/tiny/thumbnail.jpg").status_code == 200
