@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-cache", action="store_true", help="always run Gatys, keep nothing")
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     ev.add_argument("--backend", choices=["torch", "onnxruntime", "openvino"], default="torch")
+    ev.add_argument("--network-style", help="multi-style networks: the style (or mix) to score")
     ev.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], default="fp32",
                     help="fp32 by default, so quality is judged apart from speed; int8 with --backend openvino")  # fmt: skip
 
@@ -324,6 +325,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             label: Stylizer.from_checkpoint(path, backend=args.backend, device=args.device, precision=args.precision)
             for label, path in zip(checkpoint_labels(paths), paths)
         }
+        for stylizer in stylizers.values():
+            if stylizer.styles:
+                if not args.network_style:
+                    return fail(f"{stylizer.style} is a multi-style network: add --network-style with one of "
+                                f"{', '.join(stylizer.styles)}")  # fmt: skip
+                stylizer.style_weights(args.network_style, 1)  # unknown names fail here, in one line
+                stylizer.default_style = args.network_style
         report = evaluate(
             stylizers, Path(args.style), photos, Path(args.output_dir), size=args.size, style_size=args.style_size,
             compare_optimize=args.compare_optimize, optimize_config=GatysConfig(steps=args.optimize_steps),

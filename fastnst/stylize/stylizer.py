@@ -64,6 +64,7 @@ class Stylizer:
         self.backend, self.style, self.info = backend, style, info or NetworkInfo()
         self.choice = None  # what --backend auto measured, when it chose
         self.styles: tuple[str, ...] | None = backend.styles  # a multi-style network's styles
+        self.default_style: str | None = None  # a multi-style network's style when a call names none
 
     @classmethod
     def from_checkpoint(

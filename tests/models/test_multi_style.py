@@ -100,3 +100,22 @@ def test_command_line_one_style_a_mix_all_and_info(multi_ckpt, tmp_path, capsys)
     assert "a multi-style network: add --style with one of wave, night, scream" in err and err.count("\n") == 1
     assert main([*base, "--style", "nope"]) == 2 and "unknown style 'nope'" in capsys.readouterr().err
     assert main(["info", "--ckpt", str(multi_ckpt)]) == 0 and "wave, night, scream" in capsys.readouterr().out
+
+
+def test_evaluate_scores_one_style_of_a_multi_style_network(multi_ckpt, tmp_path, capsys):
+    import json
+
+    from fastnst.cli import main
+
+    from conftest import write_photo
+
+    write_photo(tmp_path / "p" / "0.png", size=(40, 30))
+    style = write_photo(tmp_path / "painting.png", seed=3)
+    base = ["evaluate", "--ckpt", str(multi_ckpt), "--style", str(style), "--images", str(tmp_path / "p"),
+            "--size", "40", "--style-size", "40"]  # fmt: skip
+    assert main([*base, "-o", str(tmp_path / "r")]) == 2 and "--network-style" in capsys.readouterr().err
+    scores = {}
+    for name in ("wave", "night"):
+        assert main([*base, "-o", str(tmp_path / name), "--network-style", name]) == 0
+        scores[name] = json.loads((tmp_path / name / "report.json").read_text())["mean"]["multi"]["style_distance"]
+    assert scores["wave"] != scores["night"]
