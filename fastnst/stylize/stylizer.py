@@ -182,6 +182,7 @@ class Stylizer:
             if style not in (None, self.style):
                 raise ValueError(f"{self.style!r} is a single-style network; it has no style {style!r}")
             return None
+        style = style if style is not None else self.default_style
         if style is None:
             raise ValueError(
                 f"a multi-style network: choose a style ({', '.join(self.styles)}), a mix a=0.7,b=0.3, or all"
