@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -43,14 +43,6 @@ class MultiStyleNetConfig(TransformerNetConfig):
 
     def to_dict(self) -> dict:
         return {**asdict(self), "styles": list(self.styles)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> MultiStyleNetConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown multi-style config keys {sorted(unknown)}; expected {sorted(known)}")
-        return cls(**{**data, "styles": tuple(data.get("styles", ()))})
 
 
 @contextmanager
