@@ -259,7 +259,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     for key in ("style_size", "image_size", "loss", "content_layers", "style_layers", "init_from", "init_steps"):
         if getattr(info, key) is not None:
             rows[key.replace("_", " ")] = getattr(info, key)
-    rows.update(info.extra)
+    rows.update({k: v for k, v in info.extra.items() if k not in rows})
     width = max(map(len, rows))
     for key, value in rows.items():
         print(f"{key:<{width}}  {value}")
