@@ -67,7 +67,10 @@ class ConditionalInstanceNorm(InstanceNorm):
         weights = _STYLE_WEIGHTS.get()
         if weights is None:
             raise RuntimeError("a multi-style network runs with style weights (MultiStyleNet.forward(x, weights))")
-        weights = weights.to(torch.float32)
+        with torch.autocast(x.device.type, enabled=False):  # in float32, as autocast runs instance norm
+            return self._normalize(x, weights.to(torch.float32))
+
+    def _normalize(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         gamma, beta = weights @ self.weight.float(), weights @ self.bias.float()  # (B, C) each
         choose = _NORM_STATISTICS.get()
         stats = choose(self, x) if choose is not None else None

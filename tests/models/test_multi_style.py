@@ -61,6 +61,14 @@ def test_one_exported_file_serves_every_style_and_mix(multi_ckpt, tmp_path, back
         assert diff < 1e-4, (style, float(diff))
 
 
+def test_bf16_runs_and_stays_close_to_fp32(multi_ckpt):
+    x = torch.rand(1, 3, 32, 40)
+    fp32 = Stylizer.from_checkpoint(multi_ckpt, backend="torch", device="cpu", precision="fp32")
+    bf16 = Stylizer.from_checkpoint(multi_ckpt, backend="torch", device="cpu", precision="bf16")
+    a, b = fp32.stylize_tensor(x, style="night"), bf16.stylize_tensor(x, style="night")
+    assert 0 < (a - b).abs().mean() < 0.03
+
+
 def test_api_tiles_and_refusals(multi_ckpt):
     from PIL import Image
 

@@ -375,7 +375,7 @@ def test_multi_style_training_then_adding_a_style_trains_only_its_rows(train_cfg
         write_photo(paintings / f"{name}.jpg", size=(64, 64), seed=20 + i)
     monkeypatch.setenv("FASTNST_STYLE_DIR", str(paintings))
     multi = ("experiment=multi_style", "styles=[great_wave,the_scream]", "data.exclude=[]", f"data.root={tmp_path / 'photos'}",
-             "data.image_size=32", "trainer.max_steps=4", "callbacks.style_samples.every_n_steps=2", "trainer.precision=32-true")  # fmt: skip
+             "data.image_size=32", "trainer.max_steps=4", "callbacks.style_samples.every_n_steps=2", "trainer.precision=bf16-mixed")  # fmt: skip
     result = train_script.train(train_cfg(*multi, f"paths.output_dir={tmp_path / 'run1'}"))
     first = load_network(result["export_path"])
     assert first.net.styles == ("great_wave", "the_scream")
