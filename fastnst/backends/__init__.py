@@ -26,4 +26,33 @@ def _register() -> None:
 _register()
 BACKENDS = tuple(CAPABILITIES)
 
-__all__ = ["BACKENDS", "CAPABILITIES", "Backend", "BackendError", "Capabilities", "check_supported"]
+
+def build_backend(
+    loaded, checkpoint, name: str, precision: str | None, cache_dir, device: str = "cpu",
+    channels_last: bool = False, compile: bool = False,
+) -> Backend:  # fmt: skip
+    """A backend of kind ``name`` for a loaded network (ONNX / OpenVINO conversions cached under ``cache_dir``).
+
+    ``precision`` None: fp16 on GPUs, fp32 elsewhere. A multi-style network's style names go with it.
+    """
+    from pathlib import Path
+
+    styles = getattr(loaded.net, "styles", None)
+    if name == "onnxruntime":
+        from fastnst.backends.onnxruntime import OnnxRuntimeBackend, cached_onnx
+
+        return OnnxRuntimeBackend(cached_onnx(loaded.net, Path(checkpoint), cache_dir), styles=styles)
+    if name == "openvino":
+        from fastnst.backends.openvino import OpenVinoBackend, cached_openvino
+
+        model = cached_openvino(loaded.net, Path(checkpoint), cache_dir, int8=precision == "int8")
+        return OpenVinoBackend(model, precision or "fp32", styles=styles)
+    if name == "torch":
+        from fastnst.backends.torch_backend import TorchBackend, default_precision, pick_device
+
+        target = pick_device(device) if isinstance(device, str) else device
+        return TorchBackend(loaded.net, target, precision or default_precision(target), channels_last, compile)
+    raise BackendError(f"backend {name!r}: use one of auto, {', '.join(BACKENDS)}")
+
+
+__all__ = ["BACKENDS", "CAPABILITIES", "Backend", "BackendError", "Capabilities", "build_backend", "check_supported"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from fastnst.backends import build_backend
 from fastnst.backends.base import BackendError
 from fastnst.io import atomic_path
 
@@ -61,11 +62,12 @@ class Choice:
         return f"{self.backend} {self.precision}, {self.ms:.0f} ms at {CALIBRATION_SIZE}², {how}"
 
 
-def _time(run, x: torch.Tensor) -> float:
-    run(x)  # warm-up (first-call allocations, compilation)
+def _time(backend, x: torch.Tensor, weights: torch.Tensor | None) -> float:
+    """Milliseconds per ``backend.run`` (``weights``: a multi-style network's, else None)."""
+    backend.run(x, weights)  # warm-up (first-call allocations, compilation)
     start = time.perf_counter()
     for _ in range(CALIBRATION_RUNS):
-        run(x)
+        backend.run(x, weights)
     return 1000 * (time.perf_counter() - start) / CALIBRATION_RUNS
 
 
@@ -129,6 +131,8 @@ def choose(
               file=sys.stderr)  # fmt: skip
     started = time.perf_counter()
     x = torch.rand(1, 3, CALIBRATION_SIZE, CALIBRATION_SIZE, generator=torch.Generator().manual_seed(0))
+    styles = getattr(loaded.net, "styles", None)
+    weights = torch.full((1, len(styles)), 1.0 / len(styles)) if styles else None
     usable: dict[str, float] = {}
     for backend, precision in candidates(needs_norm_statistics, backends, precisions):
         label = f"{backend} {precision}"
@@ -140,7 +144,7 @@ def choose(
                 if not (verdict and verdict["passed"]):
                     continue  # never run in int8 a network whose int8 pictures differ
             if label not in timings:
-                timings[label] = _time(build(loaded, checkpoint, backend, precision, cache_dir).run, x)
+                timings[label] = _time(build_backend(loaded, checkpoint, backend, precision, cache_dir), x, weights)
             usable[label] = timings[label]
         except (BackendError, RuntimeError, ImportError):
             continue  # not runnable here (e.g. bf16 without CPU support): not a candidate
@@ -155,25 +159,6 @@ def choose(
     best = min(usable, key=usable.get)
     backend, precision = best.split()
     return Choice(backend, precision, usable[best], usable, calibrated_in, from_cache and calibrated_in < 1.0)
-
-
-def build(loaded, checkpoint: Path, backend: str, precision: str, cache_dir: Path):
-    """A backend of the given kind for a loaded network (conversions cached under ``cache_dir``)."""
-    if backend == "torch":
-        from fastnst.backends.torch_backend import TorchBackend
-
-        return TorchBackend(loaded.net, torch.device("cpu"), precision)
-    if backend == "onnxruntime":
-        from fastnst.backends.onnxruntime import OnnxRuntimeBackend, cached_onnx
-
-        return OnnxRuntimeBackend(cached_onnx(loaded.net, Path(checkpoint), cache_dir))
-    if backend == "openvino":
-        from fastnst.backends.openvino import OpenVinoBackend, cached_openvino
-
-        return OpenVinoBackend(
-            cached_openvino(loaded.net, Path(checkpoint), cache_dir, int8=precision == "int8"), precision
-        )
-    raise BackendError(f"unknown backend {backend!r}")
 
 
 def as_dict(choice: Choice) -> dict:

@@ -169,7 +169,7 @@ class OpenVinoBackend(Backend):
         ov = require_openvino()
         if precision not in PRECISION_HINTS:
             raise BackendError(f"the openvino backend runs in fp32, bf16 or int8, not {precision}")
-        self.device, self.precision = torch.device("cpu"), precision
+        self.device, self.precision, self.model_path = torch.device("cpu"), precision, Path(model_path)
         config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

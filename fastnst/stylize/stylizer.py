@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from fastnst.backends.base import Backend, BackendError, check_supported
-from fastnst.backends.torch_backend import TorchBackend, pick_device
+from fastnst.backends.torch_backend import TorchBackend, default_precision, pick_device
 from fastnst.checkpoint import CheckpointError, NetworkInfo, load_network
 from fastnst.io import default_cache_dir, pil_to_tensor, tensor_to_pil
 from fastnst.stylize.color import preserve_color
@@ -26,15 +26,6 @@ def cpu_has_fast_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def default_precision(device: torch.device) -> str:
-    """fp16 on GPUs (1.1-1.25x over fp32 on an H100, where bf16 was slower at batch 1); fp32 on CPUs.
-
-    On CPUs bf16 is 2x faster on some (AMD Zen 4/5) and 1.3x slower on others (an Intel Xeon with
-    AVX512-BF16), so flags cannot decide it: ``--precision auto`` measures instead.
-    """
-    return "fp16" if device.type in ("cuda", "mps") else "fp32"
 
 
 class Stylizer:
@@ -134,19 +125,14 @@ class Stylizer:
                     precisions=None if precision in (None, "auto") else [precision],
                 )  # fmt: skip
                 backend, precision, device = choice.backend, choice.precision, "cpu"
-        if backend == "onnxruntime":
-            from fastnst.backends.onnxruntime import OnnxRuntimeBackend, cached_onnx
+        from fastnst.backends import build_backend
 
-            runner = OnnxRuntimeBackend(
-                cached_onnx(loaded.net, path, cache_dir), styles=getattr(loaded.net, "styles", None)
-            )
-        elif backend == "openvino":
-            from fastnst.backends.openvino import OpenVinoBackend, cached_openvino, int8_verdict
+        runner = build_backend(loaded, path, backend, precision, cache_dir, device, channels_last, compile)
+        if runner.precision == "int8" and choice is None:
+            from fastnst.backends.openvino import int8_verdict
 
-            model = cached_openvino(loaded.net, path, cache_dir, int8=precision == "int8")
-            runner = OpenVinoBackend(model, precision or "fp32", styles=getattr(loaded.net, "styles", None))
-            verdict = int8_verdict(model) if precision == "int8" else None
-            if verdict and not verdict["passed"] and choice is None:
+            verdict = int8_verdict(runner.model_path)
+            if verdict and not verdict["passed"]:
                 import warnings
 
                 warnings.warn(
@@ -155,9 +141,6 @@ class Stylizer:
                     "auto never picks int8 for it",
                     stacklevel=2,
                 )
-        else:
-            dev = pick_device(device)
-            runner = TorchBackend(loaded.net, dev, precision or default_precision(dev), channels_last, compile)
         stylizer = cls(runner, loaded.style, loaded.info)
         stylizer.choice = choice
         return stylizer

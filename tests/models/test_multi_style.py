@@ -127,3 +127,14 @@ def test_evaluate_scores_one_style_of_a_multi_style_network(multi_ckpt, tmp_path
         assert main([*base, "-o", str(tmp_path / name), "--network-style", name]) == 0
         scores[name] = json.loads((tmp_path / name / "report.json").read_text())["mean"]["multi"]["style_distance"]
     assert scores["wave"] != scores["night"]
+
+
+def test_auto_measures_every_backend_for_a_multi_style_network(multi_ckpt, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from fastnst.backends.auto import choose
+
+    choice = choose(multi_ckpt, tmp_path)
+    assert {"torch fp32", "onnxruntime fp32"} <= set(choice.timings)  # run with style weights, not skipped
+    assert "openvino int8" not in choice.timings  # int8 refuses multi-style networks, so auto leaves it out
+    stylizer = Stylizer.from_checkpoint(multi_ckpt, backend="auto", cache_dir=tmp_path)
+    assert stylizer.stylize_tensor(torch.rand(1, 3, 20, 20), style="wave").shape == (1, 3, 20, 20)
