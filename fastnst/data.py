@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import os
 import random
 from collections.abc import Sequence
@@ -143,12 +144,11 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        rng_key = (epoch, index)
         skipped = []
         for attempt in range(len(self.files)):
             path = self.files[(index + attempt) % len(self.files)]
             try:
-                return {"image": self.load(path, item_rng(self.seed, *rng_key, attempt)), "skipped": skipped}
+                return {"image": self.load(path, item_rng(self.seed, epoch, index, attempt)), "skipped": skipped}
             except ImageReadError as exc:
                 skipped.append(str(exc))
             except Exception as exc:
@@ -191,14 +191,7 @@ class StreamSampler(Sampler):
             epoch += 1
 
     def __iter__(self):
-        stream = self.keys()
-        per_epoch = -(-self.size // self.world_size)
-        skip_epochs, skip = divmod(self.start, per_epoch)
-        for _ in range(skip_epochs * per_epoch):  # cheap: keys only, no images
-            next(stream)
-        for _ in range(skip):
-            next(stream)
-        yield from stream
+        return itertools.islice(self.keys(), self.start, None)  # skipping is cheap: keys only, no images
 
 
 def collate(items: list[dict]) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -98,6 +98,7 @@ def choose(
     recalibrate: bool = False,
     backends: list[str] | None = None,
     precisions: list[str] | None = None,
+    loaded=None,
 ) -> Choice:
     """The fastest (backend, precision) for ``checkpoint`` on this CPU, measured once and cached.
 
@@ -107,10 +108,11 @@ def choose(
         needs_norm_statistics: only backends that can tile and smooth video (torch).
         recalibrate: measure again even when a cached measurement exists.
         backends, precisions: consider only these (``--backend openvino --precision auto``, say).
+        loaded: the checkpoint already loaded (:func:`fastnst.checkpoint.load_network`), if it is.
     """
     from fastnst.checkpoint import load_network, network_spec
 
-    loaded = load_network(checkpoint)
+    loaded = loaded or load_network(checkpoint)
     spec = network_spec(loaded.net)
     key = {"cpu": cpu_model(), "versions": library_versions(), "network": spec, "size": CALIBRATION_SIZE}
     name = "_".join(f"{k}={v}" for k, v in spec.items()).replace("/", "-")
@@ -159,7 +161,3 @@ def choose(
     best = min(usable, key=usable.get)
     backend, precision = best.split()
     return Choice(backend, precision, usable[best], usable, calibrated_in, from_cache and calibrated_in < 1.0)
-
-
-def as_dict(choice: Choice) -> dict:
-    return asdict(choice)

@@ -116,13 +116,6 @@ class MultiStyleNet(TransformerNet):
         h, w = x.shape[-2:]  # (B, 3, H, W)
         return self.forward_aligned(pad_to_multiple(x, 4), weights)[..., :h, :w]
 
-    def style_parameters(self, index: int) -> Iterator[tuple[nn.Parameter, int]]:
-        """Every (γ or β) tensor with the row of style ``index`` (training one style's rows only)."""
-        for module in self.modules():
-            if isinstance(module, ConditionalInstanceNorm):
-                yield module.weight, index
-                yield module.bias, index
-
 
 def mix_weights(styles: tuple[str, ...], style: str | dict[str, float]) -> torch.Tensor:
     """Style weights (S,) for a name, a ``{"name": weight}`` mix or a ``"a=0.7,b=0.3"`` string, normalised.
@@ -147,7 +140,7 @@ def mix_weights(styles: tuple[str, ...], style: str | dict[str, float]) -> torch
     unknown = [name for name in style if name not in styles]
     if unknown:
         raise ValueError(f"unknown style {unknown[0]!r}; this network has {', '.join(styles)}")
-    if any(w < 0 for w in style.values()) or sum(style.values()) <= 0:
-        raise ValueError(f"style weights must be >= 0 and not all 0, got {style}")
     total = sum(style.values())
+    if any(w < 0 for w in style.values()) or total <= 0:
+        raise ValueError(f"style weights must be >= 0 and not all 0, got {style}")
     return torch.tensor([style.get(name, 0.0) / total for name in styles], dtype=torch.float32)

@@ -122,7 +122,7 @@ class Stylizer:
                 choice = choose(
                     path, cache_dir, needs_norm_statistics, recalibrate,
                     backends=None if backend == "auto" else [backend],
-                    precisions=None if precision in (None, "auto") else [precision],
+                    precisions=None if precision in (None, "auto") else [precision], loaded=loaded,
                 )  # fmt: skip
                 backend, precision, device = choice.backend, choice.precision, "cpu"
         from fastnst.backends import build_backend

@@ -123,15 +123,23 @@ def validate(cfg: DictConfig) -> None:
             lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
             "a number >= 0",
         )
-    if str(cfg.style.image).startswith("missing:"):
-        name = str(cfg.style.image).removeprefix("missing:")
+    check_painting(str(cfg.style.name), str(cfg.style.image))
+
+
+def check_painting(style: str, image: str) -> None:
+    """One line saying how to give a preset's painting that is not shipped, or a path that does not exist.
+
+    Raises:
+        ConfigError
+    """
+    if image.startswith("missing:"):
+        name = image.removeprefix("missing:")
         raise ConfigError(
-            f"style={cfg.style.name}: the painting {name} is not shipped with fastnst; "
+            f"style={style}: the painting {name} is not shipped with fastnst; "
             f"add style.image=/path/to/{name}, or set FASTNST_STYLE_DIR to a folder holding it"
         )
-    style_image = Path(cfg.style.image).expanduser()
-    if not style_image.is_file():
-        raise ConfigError(f"style.image={style_image}: file not found; give the path of a painting")
+    if not Path(image).expanduser().is_file():
+        raise ConfigError(f"style.image={Path(image).expanduser()}: file not found; give the path of a painting")
 
 
 def resolve_checkpoint(cfg: DictConfig) -> tuple[Path, int, Path] | None:
@@ -229,13 +237,7 @@ def style_preset(cfg: DictConfig, name: str) -> dict:
         context.style = OmegaConf.load(path)
         node = context.style
     style = {"name": str(node.name), "image": str(node.image), "size": node.get("size")}
-    if style["image"].startswith("missing:"):
-        file = style["image"].removeprefix("missing:")
-        raise ConfigError(
-            f"style {name}: the painting {file} is not shipped with fastnst; set FASTNST_STYLE_DIR to a folder holding it"
-        )
-    if not Path(style["image"]).expanduser().is_file():
-        raise ConfigError(f"style {name}: painting {style['image']} not found")
+    check_painting(name, style["image"])
     return style
 
 
