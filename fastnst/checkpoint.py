@@ -88,18 +88,23 @@ def network_spec(net: nn.Module) -> dict:
     return {"arch": net.arch, **net.config.to_dict()}
 
 
-def save_network(net: nn.Module, path: str | Path, info: NetworkInfo | dict | None = None) -> Path:
+def save_network(
+    net: nn.Module, path: str | Path, info: NetworkInfo | dict | None = None, half: bool = False
+) -> Path:
     """Write the network's tensors, architecture and config to ``.safetensors``, atomically.
 
     Args:
         net: a registered architecture (``net.arch``, ``net.config.to_dict()``).
         path: destination; parent folders are created.
         info: a :class:`NetworkInfo` (or its dict) about the training.
+        half: store the weights in fp16: half the file, and a picture within one 8-bit level of
+            fp32's (loading casts them back to fp32). The shipped networks are stored so.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     info = info if isinstance(info, NetworkInfo) else NetworkInfo.from_dict(info)
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
+    dtype = torch.float16 if half else torch.float32
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
     metadata = {
         "format": FORMAT,
         "fastnst_arch": net.arch,

@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--ckpt", required=True)
     ex.add_argument("--format", required=True, choices=["safetensors", "onnx", "torchscript"])
     ex.add_argument("-o", "--output", required=True, help="destination file")
+    ex.add_argument("--half", action="store_true", help="safetensors: fp16 weights, half the file (as shipped)")
     ex.add_argument("--overwrite", action="store_true")
     return parser
 
@@ -402,7 +403,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if target.exists() and not args.overwrite:
         return fail(f"{target} exists; use --overwrite to replace it")
     try:
-        report = export_network(args.ckpt, target, args.format)
+        report = export_network(args.ckpt, target, args.format, half=args.half)
     except (CheckpointError, ImportError, ValueError) as exc:
         return fail(str(exc))
     print(report)

@@ -73,18 +73,21 @@ def export_torchscript(net: TransformerNet, path: Path) -> None:
         traced.save(str(tmp))
 
 
-def export_network(ckpt: str | Path, target: str | Path, fmt: str) -> str:
-    """Export ``ckpt`` to ``target`` in ``fmt``; returns a one-line report."""
+def export_network(ckpt: str | Path, target: str | Path, fmt: str, half: bool = False) -> str:
+    """Export ``ckpt`` to ``target`` in ``fmt`` (``half``: fp16 weights, safetensors only); returns a one-line report."""
+    if half and fmt != "safetensors":
+        raise ValueError(f"--half stores safetensors weights in fp16; {fmt} exports are fp32")
     loaded = load_network(ckpt)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     net = loaded.net.float().eval()
     if fmt == "safetensors":
-        save_network(net, target, loaded.info)
+        save_network(net, target, loaded.info, half=half)
     elif fmt == "onnx":
         export_onnx(net, target)
     elif fmt == "torchscript":
         export_torchscript(net, target)
     else:
         raise ValueError(f"unknown export format {fmt!r}; use safetensors, onnx or torchscript")
-    return f"exported '{loaded.style}' to {target} ({fmt}, {target.stat().st_size / 1e6:.1f} MB)"
+    kind = f"{fmt}, fp16" if half else fmt
+    return f"exported '{loaded.style}' to {target} ({kind}, {target.stat().st_size / 1e6:.1f} MB)"

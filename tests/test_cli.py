@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fastnst.checkpoint import load_network
 from fastnst.cli import main
 from fastnst.io import pil_to_tensor
 from fastnst.stylize.stylizer import Stylizer
@@ -159,6 +160,20 @@ def test_export_formats_match_pytorch(tmp_path, tiny_ckpt, capsys, fmt):
     assert max_diff < 1e-4
     code, _, err = run(capsys, "export", "--ckpt", tiny_ckpt, "--format", fmt, "-o", target)
     assert code == 2 and "exists" in err
+
+
+def test_half_export_is_half_the_file_and_within_one_8bit_level(tmp_path, tiny_ckpt, capsys):
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    assert run(capsys, "export", "--ckpt", tiny_ckpt, "--format", "safetensors", "-o", full)[0] == 0
+    code, out, err = run(capsys, "export", "--ckpt", tiny_ckpt, "--format", "safetensors", "--half", "-o", half)
+    assert code == 0 and "fp16" in out, err
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    x = torch.rand(1, 3, 40, 48)
+    a, b = (Stylizer.from_checkpoint(p, device="cpu", precision="fp32").stylize_tensor(x) for p in (full, half))
+    assert 0 < (a - b).abs().max().item() < 1 / 255
+    assert load_network(half).info == load_network(full).info
+    code, _, err = run(capsys, "export", "--ckpt", tiny_ckpt, "--format", "onnx", "--half", "-o", tmp_path / "n.onnx")
+    assert code == 2 and "fp16" in err and err.count("\n") == 1
 
 
 def test_onnxruntime_backend_exports_once_and_matches_torch(tmp_path, tiny_ckpt, capsys, monkeypatch):

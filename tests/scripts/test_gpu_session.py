@@ -1,0 +1,73 @@
+import json
+import tarfile
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT, load_script, write_photo
+
+
+@pytest.fixture
+def photos(tmp_path):
+    root = tmp_path / "photos"
+    for index in range(6):
+        write_photo(root / "imagenet" / f"p{index}.jpg", size=(400, 300), seed=index)
+    for index in range(3):
+        write_photo(root / "bsds500" / "test" / f"t{index}.jpg", size=(60, 40), seed=10 + index)
+    return root
+
+
+def test_pack_holds_out_the_scored_photos_and_shrinks_the_rest(tmp_path, photos, capsys):
+    session = load_script("gpu_session")
+    styles = tmp_path / "styles"
+    write_photo(styles / "great_wave.jpg")
+    dev = tmp_path / "dev"
+    argv = ["--dir", str(dev), "pack", "--data", str(photos), "--styles", str(styles), "--no-wheels",
+            "--short-side", "100", "--min-photos", "1"]  # fmt: skip
+    assert session.main(argv) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (dev / "heldout").iterdir()) == ["t0.jpg", "t1.jpg", "t2.jpg"]
+    packed = sorted((dev / "photos").iterdir())
+    assert len(packed) == 6  # every photo but the held-out ones
+    assert all(min(Image.open(p).size) == 100 for p in packed)
+    assert (dev / "styles" / "great_wave.jpg").is_file() and "gpu_session.py train" in (dev / "run.sh").read_text()
+    assert 'carry=[".devdata"]' in capsys.readouterr().out
+    assert session.main(argv) == 1 and "--overwrite" in capsys.readouterr().err  # nothing rebuilt unasked
+    assert session.main([*argv[:-2], "--min-photos", "50", "--overwrite"]) == 1
+    assert "64 MiB" in capsys.readouterr().err
+
+
+def test_train_on_cpu_exports_scores_and_packs_what_comes_back(tmp_path, photos, capsys):
+    session = load_script("gpu_session")
+    dev = tmp_path / "dev"
+    (dev / "photos").mkdir(parents=True)
+    for photo in (photos / "imagenet").iterdir():
+        (dev / "photos" / photo.name).write_bytes(photo.read_bytes())
+    (photos / "bsds500" / "test").rename(dev / "heldout")
+    out, work = tmp_path / "out", tmp_path / "work"
+    argv = ["--dir", str(dev), "train", "--only", "starry_night", "--device", "cpu", "--minutes", "1",
+            "--out", str(out), "--work", str(work), "--eval-size", "48",
+            "--override", "trainer.max_steps=2", "data.image_size=32", "data.num_workers=0", "style.size=64",
+            "trainer.log_every_n_steps=1"]  # fmt: skip
+    assert session.main(argv) == 0, (work / "starry_night.log").read_text()[-2000:]
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| starry_night |"))
+    assert row.split("|")[2].strip() == "2"  # steps of this run
+    (tar_path,) = out.glob("gpu_session_*.tar")
+    assert tar_path.stat().st_size < 15 * 2**20
+    unpacked = tmp_path / "unpacked"
+    assert session.main(["unpack", str(out), "-o", str(unpacked)]) == 0
+    from fastnst.checkpoint import load_network
+
+    new = load_network(unpacked / "networks" / "starry_night.safetensors")
+    shipped = load_network(ROOT / "checkpoints" / "starry_night.safetensors")
+    assert new.info.steps == 2 and new.info.style_image_sha256 == shipped.info.style_image_sha256
+    changed = [k for k, v in new.net.state_dict().items() if not torch.equal(v, shipped.net.state_dict()[k])]
+    assert changed  # trained, not copied
+    report = json.loads((unpacked / "reports" / "starry_night" / "report.json").read_text())
+    assert sorted(report["mean"]) == ["checkpoints/starry_night", "networks/starry_night"]
+    scalars = json.loads((unpacked / "reports" / "starry_night_scalars.json").read_text())
+    assert [step for step, _ in scalars["train/loss"]] == [0, 1]
+    with tarfile.open(tar_path) as tar:
+        assert "logs/starry_night.log" in tar.getnames()
+    assert session.main(["unpack", str(out), "-o", str(unpacked)]) == 1  # never over what is there
