@@ -7,7 +7,7 @@ on the current recipe, exported, scored, and brought back.
    photos and as many training photos as fit what the device tool carries (64 MiB with the
    working tree), and prints the call to make.
 2. On the lent GPU (the device tool's `run`, carry [".devdata"]):
-       bash .devdata/run.sh --minutes 6
+       bash .devdata/run.sh --minutes 4
    trains every network in checkpoints/ at once, one process each (experiment=gpu_refresh, the
    multi-style network with experiment=multi_style), for --minutes; exports each in fp16; scores it
    beside the shipped one on the held-out photos (`fastnst evaluate`); and packs networks, reports,
@@ -132,7 +132,7 @@ def pack(args: argparse.Namespace) -> int:
           f"{used / MiB:.1f} MiB), {len(heldout)} held out, {len(list((dev / 'styles').iterdir()))} paintings, "
           f"wheels {folder_bytes(dev / 'wheels') / MiB:.1f} MiB; with the tree "
           f"{(tree_bytes(ROOT) + folder_bytes(dev)) / MiB:.1f} of 64 MiB")  # fmt: skip
-    print('device run: command="bash .devdata/run.sh --minutes 6", carry=[".devdata"], timeout_s=600')
+    print('device run: command="bash .devdata/run.sh --minutes 4", carry=[".devdata"], timeout_s=600')
     return 0
 
 
@@ -178,7 +178,8 @@ def painting_of(style: str, folders: list[Path]) -> Path | None:
 
 def print_table(rows: list[tuple[str, str, str, dict]], facts: dict[str, dict]) -> None:
     """Markdown: per network (and style), steps, minutes, and the scores beside the shipped network's."""
-    print("\n| network | steps | minutes | style new / shipped | content new / shipped | colour kept new / shipped |")
+    print("\n| network | steps | minutes | style new / shipped / Gatys | content new / shipped / Gatys "
+          "| colour kept new / shipped / Gatys |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- |")
     for name, label, problem, mean in rows:
         fact = facts[name]
@@ -186,10 +187,10 @@ def print_table(rows: list[tuple[str, str, str, dict]], facts: dict[str, dict]) 
         if problem:
             print(f"{head} {problem} | | |")
             continue
-        new, old = (mean[k] for k in sorted(mean, key=lambda k: not k.startswith("networks")))
-        print(f"{head} {new['style_distance']:.3f} / {old['style_distance']:.3f} | "
-              f"{new['content_distance']:.3f} / {old['content_distance']:.3f} | "
-              f"{new['colour_kept']:.2f} / {old['colour_kept']:.2f} |")  # fmt: skip
+        methods = [mean[m] for k in ("networks", "checkpoints", "gatys") for m in mean if m.split("/")[0] == k]
+        cells = [" / ".join(f"{m[key]:{fmt}}" for m in methods) for key, fmt in
+                 (("style_distance", ".3f"), ("content_distance", ".3f"), ("colour_kept", ".2f"))]  # fmt: skip
+        print(f"{head} {' | '.join(cells)} |")
 
 
 def tensorboard_scalars(run_dir: Path) -> dict[str, list[list[float]]]:
@@ -301,6 +302,7 @@ def train(args: argparse.Namespace) -> int:
     heldout = dev / "heldout" if (dev / "heldout").is_dir() else None
     folders = [f for f in (dev / "styles", ROOT / "fastnst" / "assets" / "styles") if f.is_dir()]
     rows = []  # (network, label, problem, mean scores by method)
+    scoring = []  # (multi-style?, network, label, evaluate command)
     for name, shipped, _ in jobs:
         checkpoints = sorted((work / "runs" / name).rglob("last.ckpt"))
         exported = work / "export" / f"{name}.safetensors"
@@ -325,14 +327,22 @@ def train(args: argparse.Namespace) -> int:
                 continue
             command = [sys.executable, "-m", "fastnst.cli", "evaluate", "--ckpt", str(network), str(shipped),
                        "--style", str(painting), "--images", str(heldout), "-o", str(work / "reports" / label),
-                       "--device", args.device, "--size", str(args.eval_size)]  # fmt: skip
+                       "--device", args.device, "--size", str(args.eval_size), "--optimize-steps", str(args.gatys_steps),
+                       "--cache-dir", str(work / "cache")]  # fmt: skip
+            command += ["--compare-optimize"] if args.gatys_steps else []
             command += ["--network-style", style] if style else []
-            result = subprocess.run(command, env=env, capture_output=True, text=True)
+            scoring.append((bool(style), name, label, command))
+    # Single-style networks first, all at once; the multi-style network's styles then reuse their Gatys results.
+    for wave in (False, True):
+        started = [(name, label, subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                  text=True)) for multi, name, label, command in scoring if multi == wave]  # fmt: skip
+        for name, label, process in started:
+            error = process.communicate()[1]
             report = work / "reports" / label / "report.json"
-            if result.returncode or not report.is_file():
-                rows.append((name, label, f"evaluate failed: {result.stderr.strip()[-300:]}", {}))
-                continue
-            rows.append((name, label, "", json.loads(report.read_text())["mean"]))
+            if process.returncode or not report.is_file():
+                rows.append((name, label, f"evaluate failed: {error.strip()[-300:]}", {}))
+            else:
+                rows.append((name, label, "", json.loads(report.read_text())["mean"]))
     (work / "reports" / "facts.json").write_text(json.dumps(facts, indent=1))
     print_table(rows, facts)
 
@@ -378,13 +388,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-wheels", action="store_true", help="leave the wheels out (tests)")
     p.add_argument("--overwrite", action="store_true")
     t = sub.add_parser("train", help="on the GPU: train, export, score and pack every shipped network")
-    t.add_argument("--minutes", type=float, default=6.0, help="training time of every network (they run at once)")
+    t.add_argument("--minutes", type=float, default=4.0, help="training time of every network (they run at once)")
     t.add_argument("--grace", type=float, default=150, help="seconds past --minutes before a run is stopped")
     t.add_argument("--out", help="where the tar files go (default $OUT)")
     t.add_argument("--work", default="/tmp/gpu_session", help="scratch folder")
     t.add_argument("--only", nargs="+", help="only these networks (file stems in checkpoints/)")
     t.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     t.add_argument("--eval-size", type=int, default=384, help="long side of the held-out photos when scored")
+    t.add_argument("--gatys-steps", type=int, default=500, help="Gatys beside each network (0: none)")
     t.add_argument("--override", nargs="*", default=[], help="extra training overrides (tests: short CPU runs)")
     t.add_argument("--overwrite", action="store_true")
     u = sub.add_parser("unpack", help="here: extract what the GPU run brought back")

@@ -46,7 +46,7 @@ def test_train_on_cpu_exports_scores_and_packs_what_comes_back(tmp_path, photos,
     (photos / "bsds500" / "test").rename(dev / "heldout")
     out, work = tmp_path / "out", tmp_path / "work"
     argv = ["--dir", str(dev), "train", "--only", "starry_night", "--device", "cpu", "--minutes", "1",
-            "--out", str(out), "--work", str(work), "--eval-size", "48",
+            "--out", str(out), "--work", str(work), "--eval-size", "48", "--gatys-steps", "3",
             "--override", "trainer.max_steps=2", "data.image_size=32", "data.num_workers=0", "style.size=64",
             "trainer.log_every_n_steps=1"]  # fmt: skip
     assert session.main(argv) == 0, (work / "starry_night.log").read_text()[-2000:]
@@ -65,7 +65,12 @@ def test_train_on_cpu_exports_scores_and_packs_what_comes_back(tmp_path, photos,
     changed = [k for k, v in new.net.state_dict().items() if not torch.equal(v, shipped.net.state_dict()[k])]
     assert changed  # trained, not copied
     report = json.loads((unpacked / "reports" / "starry_night" / "report.json").read_text())
-    assert sorted(report["mean"]) == ["checkpoints/starry_night", "networks/starry_night"]
+    assert sorted(report["mean"]) == ["checkpoints/starry_night", "gatys", "networks/starry_night"]
+    style_cell = row.split("|")[4].split(" / ")  # new / shipped / Gatys, as in the report
+    assert [float(v) for v in style_cell] == [
+        round(report["mean"][k]["style_distance"], 3)
+        for k in ("networks/starry_night", "checkpoints/starry_night", "gatys")
+    ]
     scalars = json.loads((unpacked / "reports" / "starry_night_scalars.json").read_text())
     assert [step for step, _ in scalars["train/loss"]] == [0, 1]
     with tarfile.open(tar_path) as tar:
