@@ -187,6 +187,11 @@ def print_table(rows: list[tuple[str, str, str, dict]], facts: dict[str, dict]) 
         if problem:
             print(f"{head} {problem} | | |")
             continue
+        if not any(m.startswith("networks/") for m in mean):  # a frontier: one row per network and Gatys ratio
+            for method, score in mean.items():
+                print(f"| {label}: {method} | | | {score['style_distance']:.3f} | {score['content_distance']:.3f} "
+                      f"| {score['colour_kept']:.2f} |")  # fmt: skip
+            continue
         methods = [mean[m] for k in ("networks", "checkpoints", "gatys") for m in mean if m.split("/")[0] == k]
         cells = [" / ".join(f"{m[key]:{fmt}}" for m in methods) for key, fmt in
                  (("style_distance", ".3f"), ("content_distance", ".3f"), ("colour_kept", ".2f"))]  # fmt: skip
@@ -240,7 +245,6 @@ def run_jobs(jobs, work: Path, args: argparse.Namespace, env: dict) -> dict[str,
     minutes = int(args.minutes * 60)
     common = [
         f"trainer.max_time=00:00:{minutes // 60:02d}:{minutes % 60:02d}",
-        f"paths.export_dir={work / 'export'}",
         "trainer.enable_progress_bar=false",
         "~callbacks.progress_bar",
     ]
@@ -252,7 +256,8 @@ def run_jobs(jobs, work: Path, args: argparse.Namespace, env: dict) -> dict[str,
     for name, _, overrides in jobs:
         log = open(work / f"{name}.log", "w")
         command = [sys.executable, "-m", "fastnst.cli", "train", *overrides, *common,
-                   f"hydra.run.dir={work / 'runs' / name}", *args.override]  # fmt: skip
+                   f"hydra.run.dir={work / 'runs' / name}", f"paths.export_dir={work / 'export' / name}",
+                   *args.override]  # fmt: skip
         running[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), log, time.time())
         print(f"started {name}: {' '.join(command[3:])}", flush=True)
     deadline = time.time() + minutes + args.grace
@@ -294,7 +299,15 @@ def train(args: argparse.Namespace) -> int:
         env["FASTNST_STYLE_DIR"] = str((dev / "styles").resolve())
     if (dev / "photos").is_dir():
         env["FASTNST_DATA_DIR"] = str((dev / "photos").resolve())
-    jobs = jobs_for(ROOT / "checkpoints", args.only)
+    if args.frontier:
+        shipped = ROOT / "checkpoints" / f"{args.frontier}.safetensors"
+        if not shipped.is_file():
+            return fail(f"--frontier {args.frontier}: no {shipped}; name a shipped single-style network")
+        jobs = [(f"{args.frontier}_sw{ratio:g}", shipped,
+                 ["experiment=gpu_refresh", f"style={args.frontier}", f"loss.style_weight={ratio}", f"init_from={shipped}"])
+                for ratio in args.ratios]  # fmt: skip
+    else:
+        jobs = jobs_for(ROOT / "checkpoints", args.only)
     if not jobs:
         return fail(f"no networks to train in {ROOT / 'checkpoints'}" + (f" named {args.only}" if args.only else ""))
     facts = run_jobs(jobs, work, args, env)
@@ -305,8 +318,8 @@ def train(args: argparse.Namespace) -> int:
     scoring = []  # (multi-style?, network, label, evaluate command)
     for name, shipped, _ in jobs:
         checkpoints = sorted((work / "runs" / name).rglob("last.ckpt"))
-        exported = work / "export" / f"{name}.safetensors"
-        source = exported if exported.is_file() else (checkpoints[0] if checkpoints else None)
+        exported = sorted((work / "export" / name).glob("*.safetensors"))
+        source = exported[0] if exported else (checkpoints[0] if checkpoints else None)
         if source is None:
             rows.append((name, name, "no network: see its log", {}))
             continue
@@ -319,6 +332,8 @@ def train(args: argparse.Namespace) -> int:
             continue
         (work / "reports" / f"{name}_scalars.json").write_text(json.dumps(tensorboard_scalars(work / "runs" / name)))
         facts[name]["steps"] = int(info.steps or 0)  # this run's (init_steps: the start's)
+        if args.frontier:
+            continue  # scored together below
         for style in getattr(load_network(shipped).net, "styles", None) or [None]:
             label = f"{name}_{style}" if style else name
             painting = painting_of(style or name, folders)
@@ -332,6 +347,15 @@ def train(args: argparse.Namespace) -> int:
             command += ["--compare-optimize"] if args.gatys_steps else []
             command += ["--network-style", style] if style else []
             scoring.append((bool(style), name, label, command))
+    networks = sorted((work / "networks").glob("*.safetensors"))
+    if args.frontier and networks and heldout is not None:
+        label = f"{args.frontier}_frontier"
+        command = [sys.executable, "-m", "fastnst.cli", "evaluate", "--frontier", "--ckpt", *map(str, networks),
+                   str(ROOT / "checkpoints" / f"{args.frontier}.safetensors"),
+                   "--style", str(painting_of(args.frontier, folders)), "--images", str(heldout),
+                   "-o", str(work / "reports" / label), "--device", args.device, "--size", str(args.eval_size),
+                   "--optimize-steps", str(args.gatys_steps), "--cache-dir", str(work / "cache")]  # fmt: skip
+        scoring.append((False, jobs[0][0], label, command))
     # Single-style networks first, all at once; the multi-style network's styles then reuse their Gatys results.
     for wave in (False, True):
         started = [(name, label, subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -393,6 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", help="where the tar files go (default $OUT)")
     t.add_argument("--work", default="/tmp/gpu_session", help="scratch folder")
     t.add_argument("--only", nargs="+", help="only these networks (file stems in checkpoints/)")
+    t.add_argument(
+        "--frontier", metavar="STYLE", help="instead: train STYLE at every --ratios, then evaluate --frontier"
+    )
+    t.add_argument("--ratios", nargs="+", type=float, default=[2.0, 4.0, 8.5, 17.0], help="style:content ratios")
     t.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     t.add_argument("--eval-size", type=int, default=384, help="long side of the held-out photos when scored")
     t.add_argument("--gatys-steps", type=int, default=500, help="Gatys beside each network (0: none)")

@@ -41,6 +41,9 @@ TITLES = {
     "great_wave": "Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)",
     "the_scream": "Edvard Munch, The Scream (1893)",
     "udnie": "Francis Picabia, Udnie (1913)",
+    "composition_vii": "Wassily Kandinsky, Composition VII (1913)",
+    "woman_with_a_hat": "Henri Matisse, Woman with a Hat (1905)",
+    "shipwreck_of_the_minotaur": "J. M. W. Turner, The Shipwreck of the Minotaur (c. 1810)",
 }
 
 

@@ -37,18 +37,25 @@ def test_pack_holds_out_the_scored_photos_and_shrinks_the_rest(tmp_path, photos,
     assert "64 MiB" in capsys.readouterr().err
 
 
-def test_train_on_cpu_exports_scores_and_packs_what_comes_back(tmp_path, photos, capsys):
-    session = load_script("gpu_session")
+@pytest.fixture
+def dev(tmp_path, photos):
     dev = tmp_path / "dev"
     (dev / "photos").mkdir(parents=True)
     for photo in (photos / "imagenet").iterdir():
         (dev / "photos" / photo.name).write_bytes(photo.read_bytes())
     (photos / "bsds500" / "test").rename(dev / "heldout")
+    return dev
+
+
+CPU_RUN = ["--device", "cpu", "--minutes", "1", "--eval-size", "48", "--gatys-steps", "3", "--override",
+           "trainer.max_steps=2", "data.image_size=32", "data.num_workers=0", "style.size=64",
+           "trainer.log_every_n_steps=1"]  # fmt: skip
+
+
+def test_train_on_cpu_exports_scores_and_packs_what_comes_back(tmp_path, dev, capsys):
+    session = load_script("gpu_session")
     out, work = tmp_path / "out", tmp_path / "work"
-    argv = ["--dir", str(dev), "train", "--only", "starry_night", "--device", "cpu", "--minutes", "1",
-            "--out", str(out), "--work", str(work), "--eval-size", "48", "--gatys-steps", "3",
-            "--override", "trainer.max_steps=2", "data.image_size=32", "data.num_workers=0", "style.size=64",
-            "trainer.log_every_n_steps=1"]  # fmt: skip
+    argv = ["--dir", str(dev), "train", "--only", "starry_night", "--out", str(out), "--work", str(work), *CPU_RUN]
     assert session.main(argv) == 0, (work / "starry_night.log").read_text()[-2000:]
     table = capsys.readouterr().out
     row = next(line for line in table.splitlines() if line.startswith("| starry_night |"))
@@ -76,3 +83,21 @@ def test_train_on_cpu_exports_scores_and_packs_what_comes_back(tmp_path, photos,
     with tarfile.open(tar_path) as tar:
         assert "logs/starry_night.log" in tar.getnames()
     assert session.main(["unpack", str(out), "-o", str(unpacked)]) == 1  # never over what is there
+
+
+def test_frontier_trains_every_ratio_and_draws_them_beside_gatys(tmp_path, dev, capsys):
+    session = load_script("gpu_session")
+    out, work = tmp_path / "out", tmp_path / "work"
+    argv = ["--dir", str(dev), "train", "--frontier", "starry_night", "--ratios", "2", "8.5",
+            "--out", str(out), "--work", str(work), *CPU_RUN]  # fmt: skip
+    assert session.main(argv) == 0, capsys.readouterr().out[-2000:]
+    table = capsys.readouterr().out
+    for method in ("starry_night_sw2", "starry_night_sw8.5", "starry_night", "gatys 2", "gatys 8.5"):
+        assert f"| starry_night_frontier: {method} |" in table, table
+    assert session.main(["unpack", str(out), "-o", str(tmp_path / "back")]) == 0
+    from fastnst.checkpoint import load_network
+
+    weights = [load_network(tmp_path / "back" / "networks" / f"starry_night_sw{r}.safetensors").info.loss["style_weight"]
+               for r in ("2", "8.5")]  # fmt: skip
+    assert weights == [2.0, 8.5]
+    assert (tmp_path / "back" / "reports" / "starry_night_frontier" / "frontier.png").stat().st_size > 1000
