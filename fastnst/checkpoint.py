@@ -88,9 +88,7 @@ def network_spec(net: nn.Module) -> dict:
     return {"arch": net.arch, **net.config.to_dict()}
 
 
-def save_network(
-    net: nn.Module, path: str | Path, info: NetworkInfo | dict | None = None, half: bool = False
-) -> Path:
+def save_network(net: nn.Module, path: str | Path, info: NetworkInfo | dict | None = None, half: bool = False) -> Path:
     """Write the network's tensors, architecture and config to ``.safetensors``, atomically.
 
     Args:
