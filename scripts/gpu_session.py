@@ -240,6 +240,15 @@ def pack_outputs(files: list[tuple[Path, str]], out: Path) -> list[Path]:
     return written
 
 
+def evaluate_command(
+    ckpts: list[Path], painting: Path, photos: Path, report: Path, args, extra: list[str]
+) -> list[str]:
+    """``fastnst evaluate`` of ``ckpts`` on ``photos``, Gatys results cached in the scratch folder."""
+    return [sys.executable, "-m", "fastnst.cli", "evaluate", "--ckpt", *map(str, ckpts), "--style", str(painting),
+            "--images", str(photos), "-o", str(report), "--device", args.device, "--size", str(args.eval_size),
+            "--optimize-steps", str(args.gatys_steps), "--cache-dir", str(Path(args.work) / "cache"), *extra]  # fmt: skip
+
+
 def run_jobs(jobs, work: Path, args: argparse.Namespace, env: dict) -> dict[str, dict]:
     """Train every job at once, one process each; stop them at the deadline. Returns per-job facts."""
     minutes = int(args.minutes * 60)
@@ -340,21 +349,16 @@ def train(args: argparse.Namespace) -> int:
             if heldout is None or painting is None:
                 rows.append((name, label, "not scored: no held-out photos or no painting", {}))
                 continue
-            command = [sys.executable, "-m", "fastnst.cli", "evaluate", "--ckpt", str(network), str(shipped),
-                       "--style", str(painting), "--images", str(heldout), "-o", str(work / "reports" / label),
-                       "--device", args.device, "--size", str(args.eval_size), "--optimize-steps", str(args.gatys_steps),
-                       "--cache-dir", str(work / "cache")]  # fmt: skip
-            command += ["--compare-optimize"] if args.gatys_steps else []
-            command += ["--network-style", style] if style else []
+            extra = ["--compare-optimize"] if args.gatys_steps else []
+            extra += ["--network-style", style] if style else []
+            command = evaluate_command([network, shipped], painting, heldout, work / "reports" / label, args, extra)
             scoring.append((bool(style), name, label, command))
     networks = sorted((work / "networks").glob("*.safetensors"))
     if args.frontier and networks and heldout is not None:
         label = f"{args.frontier}_frontier"
-        command = [sys.executable, "-m", "fastnst.cli", "evaluate", "--frontier", "--ckpt", *map(str, networks),
-                   str(ROOT / "checkpoints" / f"{args.frontier}.safetensors"),
-                   "--style", str(painting_of(args.frontier, folders)), "--images", str(heldout),
-                   "-o", str(work / "reports" / label), "--device", args.device, "--size", str(args.eval_size),
-                   "--optimize-steps", str(args.gatys_steps), "--cache-dir", str(work / "cache")]  # fmt: skip
+        ckpts = [*networks, ROOT / "checkpoints" / f"{args.frontier}.safetensors"]
+        painting = painting_of(args.frontier, folders)
+        command = evaluate_command(ckpts, painting, heldout, work / "reports" / label, args, ["--frontier"])
         scoring.append((False, jobs[0][0], label, command))
     # Single-style networks first, all at once; the multi-style network's styles then reuse their Gatys results.
     for wave in (False, True):
