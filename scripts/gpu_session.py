@@ -169,8 +169,9 @@ def painting_of(style: str, folders: list[Path]) -> Path | None:
     from fastnst.checkpoint import load_network
 
     single = ROOT / "checkpoints" / f"{style}.safetensors"
-    if single.is_file() and not getattr(load_network(single).net, "styles", None):
-        found = painting_for(load_network(single).info, folders)
+    loaded = load_network(single) if single.is_file() else None
+    if loaded and not getattr(loaded.net, "styles", None):
+        found = painting_for(loaded.info, folders)
         if found:
             return found
     return next((f / f"{style}.jpg" for f in folders if (f / f"{style}.jpg").is_file()), None)
