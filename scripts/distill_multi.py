@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         value = float(loss.detach())
         running = value if running is None else 0.98 * running + 0.02 * value
         if step % 25 == 0:
-            print(f"step {step}: loss {running:.5f} (pixel {float(pixel):.5f}), "
+            print(f"step {step}: loss {running:.5f} (pixel {float(pixel.detach()):.5f}), "
                   f"{(time.perf_counter() - started) / 25:.2f} s/step", flush=True)  # fmt: skip
             started = time.perf_counter()
         if step % 100 == 0:

@@ -236,7 +236,8 @@ def style_preset(cfg: DictConfig, name: str) -> dict:
         OmegaConf.set_struct(context, False)
         context.style = OmegaConf.load(path)
         node = context.style
-    style = {"name": str(node.name), "image": str(node.image), "size": node.get("size")}
+    size = cfg.get("style_size") or node.get("size")  # a multi-style run may set every painting's size
+    style = {"name": str(node.name), "image": str(node.image), "size": size}
     check_painting(name, style["image"])
     return style
 

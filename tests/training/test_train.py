@@ -375,11 +375,13 @@ def test_multi_style_training_then_adding_a_style_trains_only_its_rows(train_cfg
         write_photo(paintings / f"{name}.jpg", size=(64, 64), seed=20 + i)
     monkeypatch.setenv("FASTNST_STYLE_DIR", str(paintings))
     multi = ("experiment=multi_style", "styles=[great_wave,the_scream]", "data.exclude=[]", f"data.root={tmp_path / 'photos'}",
-             "data.image_size=32", "trainer.max_steps=4", "callbacks.style_samples.every_n_steps=2", "trainer.precision=bf16-mixed")  # fmt: skip
+             "data.image_size=32", "trainer.max_steps=4", "callbacks.style_samples.every_n_steps=2", "trainer.precision=bf16-mixed",
+             "style_size=40")  # fmt: skip
     result = train_script.train(train_cfg(*multi, f"paths.output_dir={tmp_path / 'run1'}"))
     first = load_network(result["export_path"])
     assert first.net.styles == ("great_wave", "the_scream")
     assert set(first.info.extra["paintings"]) == {"great_wave", "the_scream"}
+    assert {p["size"] for p in first.info.extra["paintings"].values()} == {40}  # style_size beats each preset's
     tags = __import__("test_train").scalars(tmp_path / "run1")
     assert {"train_great_wave/style_loss", "train_the_scream/style_loss"} & set(tags)  # per-style curves
     x = torch.rand(1, 3, 32, 32)
