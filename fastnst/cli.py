@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_options(sv)
 
     ex = sub.add_parser("export", help="export a network to safetensors, ONNX or TorchScript")
-    ex.add_argument("--ckpt", required=True)
+    ex.add_argument("--ckpt", required=True, nargs="+",
+                    help="a network; several checkpoints of one run: their weights averaged")  # fmt: skip
     ex.add_argument("--format", required=True, choices=["safetensors", "onnx", "torchscript"])
     ex.add_argument("-o", "--output", required=True, help="destination file")
     ex.add_argument("--half", action="store_true", help="safetensors: fp16 weights, half the file (as shipped)")

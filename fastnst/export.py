@@ -8,12 +8,13 @@ pads and crops for you.
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from fastnst.checkpoint import load_network, save_network
+from fastnst.checkpoint import CheckpointError, LoadedNetwork, load_network, network_spec, save_network
 from fastnst.io import atomic_path
 from fastnst.models.transformer_net import TransformerNet
 
@@ -73,11 +74,35 @@ def export_torchscript(net: TransformerNet, path: Path) -> None:
         traced.save(str(tmp))
 
 
-def export_network(ckpt: str | Path, target: str | Path, fmt: str, half: bool = False) -> str:
-    """Export ``ckpt`` to ``target`` in ``fmt`` (``half``: fp16 weights, safetensors only); returns a one-line report."""
+def average_networks(ckpts: list[str | Path]) -> LoadedNetwork:
+    """One network whose every tensor is the mean of ``ckpts``' (the checkpoints of one run, say the
+    last few hundred steps: averaging smooths out what the last batches pulled each way).
+
+    Raises:
+        CheckpointError: a file is unreadable, or the networks differ in architecture.
+    """
+    loaded = [load_network(path) for path in ckpts]
+    first = loaded[0]
+    for other in loaded[1:]:
+        if network_spec(other.net) != network_spec(first.net):
+            raise CheckpointError(
+                f"{other.path}: cannot average it with {first.path}: {network_spec(other.net)} vs "
+                f"{network_spec(first.net)}; give checkpoints of one run"
+            )
+    states = [item.net.state_dict() for item in loaded]
+    first.net.load_state_dict({k: torch.stack([s[k].float() for s in states]).mean(0) for k in states[0]})
+    last = loaded[-1]  # what is known about the training: the latest file's
+    first.info = replace(last.info, extra={**last.info.extra, "averaged": [Path(p).name for p in ckpts]})
+    return first
+
+
+def export_network(ckpt: str | Path | list, target: str | Path, fmt: str, half: bool = False) -> str:
+    """Export ``ckpt`` (or the average of several, :func:`average_networks`) to ``target`` in ``fmt``
+    (``half``: fp16 weights, safetensors only); returns a one-line report."""
     if half and fmt != "safetensors":
         raise ValueError(f"--half stores safetensors weights in fp16; {fmt} exports are fp32")
-    loaded = load_network(ckpt)
+    ckpts = [ckpt] if isinstance(ckpt, (str, Path)) else list(ckpt)
+    loaded = load_network(ckpts[0]) if len(ckpts) == 1 else average_networks(ckpts)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     net = loaded.net.float().eval()
@@ -90,4 +115,5 @@ def export_network(ckpt: str | Path, target: str | Path, fmt: str, half: bool = 
     else:
         raise ValueError(f"unknown export format {fmt!r}; use safetensors, onnx or torchscript")
     kind = f"{fmt}, fp16" if half else fmt
+    kind += f", the mean of {len(ckpts)} checkpoints" if len(ckpts) > 1 else ""
     return f"exported '{loaded.style}' to {target} ({kind}, {target.stat().st_size / 1e6:.1f} MB)"

@@ -176,6 +176,31 @@ def test_half_export_is_half_the_file_and_within_one_8bit_level(tmp_path, tiny_c
     assert code == 2 and "fp16" in err and err.count("\n") == 1
 
 
+def test_export_of_several_checkpoints_averages_their_weights(tmp_path, tiny_net, capsys):
+    from fastnst.checkpoint import save_network
+    from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig
+
+    paths = []
+    for step in (100, 200):
+        torch.manual_seed(step)
+        net = TransformerNet(tiny_net.config)
+        paths.append(save_network(net, tmp_path / f"step{step}.safetensors", {"style": "tiny", "steps": step}))
+    target = tmp_path / "mean.safetensors"
+    code, out, err = run(capsys, "export", "--ckpt", *paths, "--format", "safetensors", "-o", target)
+    assert code == 0 and "mean of 2" in out, err
+    mean, a, b = (load_network(p) for p in (target, *paths))
+    for key, value in mean.net.state_dict().items():
+        assert torch.allclose(value, (a.net.state_dict()[key] + b.net.state_dict()[key]) / 2)
+    assert mean.info.steps == 200 and mean.info.extra["averaged"] == ["step100.safetensors", "step200.safetensors"]
+    wider = save_network(
+        TransformerNet(TransformerNetConfig(width=0.5, num_residual_blocks=1)), tmp_path / "w.safetensors"
+    )
+    code, _, err = run(
+        capsys, "export", "--ckpt", paths[0], wider, "--format", "safetensors", "-o", tmp_path / "x.safetensors"
+    )
+    assert code == 2 and "cannot average" in err and err.count("\n") == 1
+
+
 def test_onnxruntime_backend_exports_once_and_matches_torch(tmp_path, tiny_ckpt, capsys, monkeypatch):
     pytest.importorskip("onnxruntime", reason="onnxruntime is an optional extra: pip install 'fastnst[onnx]'")
     import numpy as np
