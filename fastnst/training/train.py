@@ -93,7 +93,8 @@ def find_last_checkpoint(log_dir: Path, style: str) -> tuple[Path, int] | None:
 
 
 POSITIVE_INTS = ("data.image_size", "data.batch_size", "model.num_residual_blocks", "trainer.max_steps")
-POSITIVE_NUMBERS = ("model.width", "optim.lr", "style.size")
+POSITIVE_NUMBERS = ("model.width", "optim.lr", "style.size", "style_size")
+OPTIONAL = ("style_size",)  # absent or null unless an experiment sets it
 NON_NEGATIVE_NUMBERS = ("loss.content_weight", "loss.style_weight", "loss.tv_weight", "data.num_workers")
 
 
@@ -102,6 +103,8 @@ def validate(cfg: DictConfig) -> None:
 
     def check(key: str, ok, allowed: str) -> None:
         value = OmegaConf.select(cfg, key)
+        if value is None and key in OPTIONAL:
+            return
         try:
             good = ok(value)
         except TypeError:
@@ -236,7 +239,8 @@ def style_preset(cfg: DictConfig, name: str) -> dict:
         OmegaConf.set_struct(context, False)
         context.style = OmegaConf.load(path)
         node = context.style
-    size = cfg.get("style_size") or node.get("size")  # a multi-style run may set every painting's size
+    size = cfg.get("style_size")  # a multi-style run may set every painting's size
+    size = node.get("size") if size is None else size
     style = {"name": str(node.name), "image": str(node.image), "size": size}
     check_painting(name, style["image"])
     return style

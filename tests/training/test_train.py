@@ -290,7 +290,11 @@ def test_ddp_two_cpu_processes(tmp_path, photo_dir, style_path):
 
 @pytest.mark.parametrize(
     "override, words",
-    [("data.image_size=abc", "data.image_size='abc': expected a positive integer"), ("optim.lr=-1", "optim.lr=-1")],
+    [
+        ("data.image_size=abc", "data.image_size='abc': expected a positive integer"),
+        ("optim.lr=-1", "optim.lr=-1"),
+        ("+style_size=0", "style_size=0: expected a number > 0"),
+    ],
 )
 def test_bad_override_value_is_one_line(train_cfg, override, words):
     with pytest.raises(train_script.ConfigError, match=words):
