@@ -10,6 +10,9 @@ Normalisation (the loss weights in ``configs/loss`` depend on it):
   between Gram matrices, averaged over B C C.
 - ``tv_loss`` is the mean squared difference between neighbouring pixels,
   averaged over both directions, for images in [0, 1].
+- ``colour_loss`` is the mean squared error between the chroma (YUV U and V)
+  of the output and of the photo, each averaged over ``block`` x ``block``
+  pixel blocks and with its own mean removed (a palette shift is free).
 
 Gram matrices are always computed in float32, also from bf16/fp16 features.
 """
@@ -93,6 +96,31 @@ def tv_loss(images: torch.Tensor) -> torch.Tensor:
     return 0.5 * (dh.pow(2).mean() + dw.pow(2).mean())
 
 
+# RGB -> the U and V rows of YUV (BT.601): colour without brightness.
+_CHROMA = ((-0.14713, -0.28886, 0.436), (0.615, -0.51499, -0.10001))
+
+
+def colour_loss(stylized: torch.Tensor, content: torch.Tensor, block: int = 16) -> torch.Tensor:
+    """How far the output's colour layout is from the photo's, brushwork and palette aside.
+
+    Each image's chroma (U, V) is averaged over ``block`` x ``block`` pixel blocks, which removes
+    the strokes, and its mean over the picture is removed, so a global palette shift (the painting's
+    colours) costs nothing while every region keeping its colour relative to the others is rewarded.
+
+    Shape:
+        - stylized, content: (B, 3, H, W) in [0, 1].
+    """
+    dtype = _loss_dtype(stylized)
+    matrix = torch.tensor(_CHROMA, dtype=dtype, device=stylized.device)
+
+    def field(images: torch.Tensor) -> torch.Tensor:
+        chroma = torch.einsum("kc,bchw->bkhw", matrix, images.to(dtype))
+        pooled = F.avg_pool2d(chroma, block, ceil_mode=True)
+        return pooled - pooled.mean(dim=(2, 3), keepdim=True)
+
+    return F.mse_loss(field(stylized), field(content).detach())
+
+
 class PerceptualLoss(nn.Module):
     """Content + style + total variation loss against one style image.
 
@@ -105,6 +133,7 @@ class PerceptualLoss(nn.Module):
         content_layers: taps for the content loss.
         style_layers: tap name to per-layer weight.
         content_weight, style_weight, tv_weight: weights of the three terms.
+        colour_weight: weight of :func:`colour_loss` (0: off, the classic objective).
     """
 
     def __init__(
@@ -116,12 +145,14 @@ class PerceptualLoss(nn.Module):
         content_weight: float = 1.0,
         style_weight: float = 5.0,
         tv_weight: float = 1e-6,
+        colour_weight: float = 0.0,
     ):
         super().__init__()
         self.vgg = vgg
         self.content_layers = list(content_layers)
         self.style_layers = dict(style_layers)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        self.colour_weight = colour_weight
         with torch.no_grad():
             feats = vgg(style_image)
         for name in self.style_layers:
@@ -137,8 +168,8 @@ class PerceptualLoss(nn.Module):
             - stylized, content: (B, 3, H, W) in [0, 1].
 
         Returns:
-            dict with ``content_loss``, ``style_loss``, ``tv_loss`` (each already
-            weighted) and ``loss`` (their sum).
+            dict with ``content_loss``, ``style_loss``, ``tv_loss``, ``colour_loss`` when its
+            weight is not 0 (each already weighted) and ``loss`` (their sum).
         """
         b = stylized.shape[0]
         feats = self.vgg(torch.cat([stylized, content]))
@@ -153,5 +184,7 @@ class PerceptualLoss(nn.Module):
             "style_loss": self.style_weight * s_loss,
             "tv_loss": self.tv_weight * t_loss,
         }
-        terms["loss"] = terms["content_loss"] + terms["style_loss"] + terms["tv_loss"]
+        if self.colour_weight:
+            terms["colour_loss"] = self.colour_weight * colour_loss(stylized, content)
+        terms["loss"] = sum(terms.values())
         return terms

@@ -32,17 +32,19 @@ class StyleTransferModule(L.LightningModule):
         style: ``name`` (used for exported files), ``image`` (the painting's path), ``size`` (long
             side the painting is resized to before its Grams are taken).
         loss: ``vgg`` (:class:`VGGFeatures` options), ``content_layers``, ``style_layers`` (tap to
-            weight), ``content_weight``, ``style_weight``, ``tv_weight``.
+            weight), ``content_weight``, ``style_weight``, ``tv_weight``, ``colour_weight`` (0: off).
         optim: Adam ``lr``; ``lr_decay_gamma`` multiplies it every ``lr_decay_every`` steps (1.0: off).
         runtime: ``channels_last`` memory format, ``compile`` the network's forward.
         styles: for a multi-style network (``arch: johnson_multi``), one ``style``-like dict per style
             (in the network's order); each batch trains one of them, drawn from the seed and the step.
         train_styles: indices of the styles to train (``add_style``: only the new one's (γ, β) learn).
+        draw_weights: how often each style is drawn, relative, one number per style (None: equally often).
     """
 
     def __init__(
         self, net: dict, style: dict, loss: dict, optim: dict, runtime: dict | None = None,
         styles: list[dict] | None = None, train_styles: list[int] | None = None,
+        draw_weights: list[float] | None = None,
     ):  # fmt: skip
         super().__init__()
         runtime = {"channels_last": False, "compile": False, **(runtime or {})}
@@ -55,6 +57,7 @@ class StyleTransferModule(L.LightningModule):
                 "runtime": runtime,
                 "styles": [dict(s) for s in styles] if styles else None,
                 "train_styles": train_styles,
+                "draw_weights": list(draw_weights) if draw_weights else None,
             }
         )
         spec = dict(net)
@@ -76,6 +79,7 @@ class StyleTransferModule(L.LightningModule):
                 loss["content_weight"],
                 loss["style_weight"],
                 loss["tv_weight"],
+                loss.get("colour_weight", 0.0),
             )
             if s.get("image")
             else None  # a style this run does not train (add_style): its painting is not needed
@@ -84,6 +88,7 @@ class StyleTransferModule(L.LightningModule):
         self.train_styles = list(train_styles) if train_styles else list(range(len(self._perceptual)))
         if self.multi and train_styles:
             self._train_only_style_rows(self.train_styles)
+        self.draw_weights = [float(draw_weights[i]) for i in self.train_styles] if draw_weights else None
         self._forward = torch.compile(self.net) if runtime["compile"] else self.net
         self.skipped_files: set[str] = set()
         self.init_info: dict = {}  # set when fine-tuning from another network (init_from)
@@ -133,11 +138,17 @@ class StyleTransferModule(L.LightningModule):
         rows = [self(content, self.one_hot(i, len(content))).float() for i in range(len(self.net.styles))]
         return torch.cat([content, *rows])
 
+    def draw_style(self, step: int) -> int:
+        """The style of this step's batch: from the step, so a resumed run draws the same ones."""
+        rng = random.Random(1_000_003 * step + 17)
+        if self.draw_weights is None:
+            return self.train_styles[rng.randrange(len(self.train_styles))]
+        return rng.choices(self.train_styles, weights=self.draw_weights)[0]
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         self.note_skipped(batch.get("skipped", []))
         content = batch["image"]  # (B, 3, S, S)
-        # The style of this batch: from the step, so a resumed run draws the same ones.
-        index = self.train_styles[random.Random(1_000_003 * self.global_step + 17).randrange(len(self.train_styles))]
+        index = self.draw_style(self.global_step)
         stylized = self(content, self.one_hot(index, len(content)) if self.multi else None)
         terms = self.perceptual_for(index)(stylized, content)
         loss = terms["loss"]

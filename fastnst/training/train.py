@@ -95,7 +95,9 @@ def find_last_checkpoint(log_dir: Path, style: str) -> tuple[Path, int] | None:
 POSITIVE_INTS = ("data.image_size", "data.batch_size", "model.num_residual_blocks", "trainer.max_steps")
 POSITIVE_NUMBERS = ("model.width", "optim.lr", "style.size", "style_size")
 OPTIONAL = ("style_size",)  # absent or null unless an experiment sets it
-NON_NEGATIVE_NUMBERS = ("loss.content_weight", "loss.style_weight", "loss.tv_weight", "data.num_workers")
+NON_NEGATIVE_NUMBERS = (
+    "loss.content_weight", "loss.style_weight", "loss.tv_weight", "loss.colour_weight", "data.num_workers",
+)  # fmt: skip
 
 
 def validate(cfg: DictConfig) -> None:
@@ -264,7 +266,28 @@ def build_module(cfg: DictConfig, train_styles: list[int] | None = None):
         chosen = train_styles if train_styles is not None else range(len(names))
         groups["styles"] = [style_preset(cfg, n) if i in chosen else {"name": n} for i, n in enumerate(names)]
         groups["train_styles"] = list(train_styles) if train_styles is not None else None
+        groups["draw_weights"] = draw_weights(cfg.get("style_draw"), names)
     return StyleTransferModule(net=net, **groups)
+
+
+def draw_weights(style_draw, names: list[str]) -> list[float] | None:
+    """``style_draw`` ({name: how often, relative}; unnamed styles 1) as one weight per style, or None.
+
+    Raises:
+        ConfigError: a name the network does not have, or a weight that is not a number >= 0.
+    """
+    if not style_draw:
+        return None
+    given = dict(OmegaConf.to_container(style_draw) if isinstance(style_draw, DictConfig) else style_draw)
+    for name, weight in given.items():
+        if name not in names:
+            raise ConfigError(f"style_draw.{name}: not a style of this network ({', '.join(names)})")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ConfigError(f"style_draw.{name}={weight!r}: expected a number >= 0 (how often, relative; 1 = as the others)")
+    weights = [float(given.get(name, 1.0)) for name in names]
+    if not any(weights):
+        raise ConfigError("style_draw: every weight is 0; at least one style must be drawn")
+    return weights
 
 
 def add_style(cfg: DictConfig, initial) -> list[int]:

@@ -294,6 +294,7 @@ def test_ddp_two_cpu_processes(tmp_path, photo_dir, style_path):
         ("data.image_size=abc", "data.image_size='abc': expected a positive integer"),
         ("optim.lr=-1", "optim.lr=-1"),
         ("+style_size=0", "style_size=0: expected a number > 0"),
+        ("loss.colour_weight=-2", "loss.colour_weight=-2: expected a number >= 0"),
     ],
 )
 def test_bad_override_value_is_one_line(train_cfg, override, words):
@@ -366,6 +367,8 @@ def test_the_module_takes_each_config_group_as_it_is(train_cfg):
     assert module.hparams.runtime == {"channels_last": True, "compile": False}
     assert module.hparams.loss["style_layers"] == OmegaConf.to_container(cfg.loss.style_layers)
     assert cfg.callbacks.export._target_.endswith("ExportNetwork") and "graceful_stop" in cfg.callbacks
+    assert module.perceptual.colour_weight == 0.0  # off unless asked for
+    assert train_script.build_module(train_cfg("loss.colour_weight=2e7")).perceptual.colour_weight == 2e7
 
 
 def test_multi_style_training_then_adding_a_style_trains_only_its_rows(train_cfg, tmp_path, monkeypatch):
@@ -402,3 +405,24 @@ def test_multi_style_training_then_adding_a_style_trains_only_its_rows(train_cfg
             assert torch.equal(new[key], value), f"{key} changed while only the new style trains"
         else:  # (γ, β): the old rows untouched, the new row learned
             assert torch.equal(new[key][:2], value) and not torch.equal(new[key][2], value.mean(0))
+
+
+def test_style_draw_sets_how_often_each_style_trains(train_cfg, tmp_path, monkeypatch):
+    paintings = tmp_path / "paintings"
+    for i, name in enumerate(("great_wave", "the_scream", "udnie")):
+        write_photo(paintings / f"{name}.jpg", size=(48, 48), seed=30 + i)
+    monkeypatch.setenv("FASTNST_STYLE_DIR", str(paintings))
+    multi = ("experiment=multi_style", "styles=[great_wave,the_scream,udnie]", "style_size=32")
+    module = train_script.build_module(train_cfg(*multi, "style_draw={udnie:3,the_scream:0}"))
+    assert module.draw_weights == [1.0, 0.0, 3.0]
+    drawn = [module.draw_style(step) for step in range(4000)]
+    assert drawn.count(1) == 0 and 0.72 < drawn.count(2) / len(drawn) < 0.78
+    assert [module.draw_style(step) for step in range(50)] == drawn[:50]  # a resumed run draws the same
+    even = train_script.build_module(train_cfg(*multi))
+    assert even.draw_weights is None
+    assert all(1200 < [even.draw_style(step) for step in range(4000)].count(i) < 1470 for i in range(3))
+    for bad, words in (("{monet:2}", "style_draw.monet: not a style of this network"),
+                       ("{udnie:-1}", "style_draw.udnie=-1: expected a number >= 0"),
+                       ("{great_wave:0,the_scream:0,udnie:0}", "every weight is 0")):  # fmt: skip
+        with pytest.raises(train_script.ConfigError, match=words):
+            train_script.build_module(train_cfg(*multi, f"style_draw={bad}"))
