@@ -88,7 +88,11 @@ class ExportNetwork(L.Callback):
             style_size=style.get("size"),
             steps=trainer.global_step,
             image_size=getattr(trainer.datamodule, "image_size", None),
-            loss={k: loss[k] for k in ("name", "content_weight", "style_weight", "tv_weight", "colour_weight") if k in loss},
+            loss={
+                k: loss[k]
+                for k in ("name", "content_weight", "style_weight", "tv_weight", "colour_weight")
+                if k in loss
+            },
             content_layers=list(loss["content_layers"]),
             style_layers=dict(loss["style_layers"]),
             **module.init_info,

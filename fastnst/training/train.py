@@ -283,7 +283,9 @@ def draw_weights(style_draw, names: list[str]) -> list[float] | None:
         if name not in names:
             raise ConfigError(f"style_draw.{name}: not a style of this network ({', '.join(names)})")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise ConfigError(f"style_draw.{name}={weight!r}: expected a number >= 0 (how often, relative; 1 = as the others)")
+            raise ConfigError(
+                f"style_draw.{name}={weight!r}: expected a number >= 0 (how often, relative; 1 = as the others)"
+            )
     weights = [float(given.get(name, 1.0)) for name in names]
     if not any(weights):
         raise ConfigError("style_draw: every weight is 0; at least one style must be drawn")
