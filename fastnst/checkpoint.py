@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fastnst.io import atomic_path
+from fastnst.io import atomic_path, file_sha256
 from fastnst.models.registry import build_network
 
 FORMAT = "fastnst-network/2"
@@ -68,6 +68,40 @@ class NetworkInfo:
         data = dict(data or {})
         known = {f.name for f in fields(cls)} - {"extra"}
         return cls(**{k: data.pop(k) for k in list(data) if k in known}, extra=data)
+
+
+def training_info(hparams: dict, steps: int | None, extra: dict | None = None) -> NetworkInfo:
+    """What a training run's hyper-parameters (``StyleTransferModule``'s) say about its network.
+
+    The painting's SHA-256 is taken from its file where that file is still there. ``extra`` holds
+    what the run adds (``image_size``, ``init_from``, ``init_steps``).
+    """
+    style, loss = dict(hparams.get("style") or {}), dict(hparams.get("loss") or {})
+    image = style.get("image")
+
+    def sha(path) -> str | None:
+        return file_sha256(path) if path and Path(path).is_file() else None
+
+    info = NetworkInfo(
+        style=style.get("name"),
+        style_image=Path(image).name if image else None,
+        style_image_sha256=sha(image),
+        style_size=style.get("size"),
+        steps=steps,
+        loss={k: loss[k] for k in ("name", "content_weight", "style_weight", "tv_weight", "colour_weight") if k in loss}
+        or None,
+        content_layers=list(loss["content_layers"]) if "content_layers" in loss else None,
+        style_layers=dict(loss["style_layers"]) if "style_layers" in loss else None,
+        **(extra or {}),
+    )
+    if hparams.get("styles"):  # a multi-style network: every style's painting
+        info.style_image = info.style_image_sha256 = info.style_size = None
+        info.extra["paintings"] = {
+            s["name"]: {"file": Path(s["image"]).name, "sha256": sha(s["image"]), "size": s.get("size")}
+            for s in hparams["styles"]
+            if s.get("image")
+        }
+    return info
 
 
 @dataclass
@@ -179,9 +213,7 @@ def _load_lightning(path: Path) -> LoadedNetwork:
             "expected one written by fastnst train"
         )
     arch = spec.pop("arch")
-    image = style.get("image")
-    info = NetworkInfo(style=style.get("name"), style_image=Path(image).name if image else None,
-                       steps=ckpt.get("global_step"))  # fmt: skip
+    info = training_info({**hparams, "style": style}, ckpt.get("global_step"), ckpt.get("fastnst_info"))
     return LoadedNetwork(_build(path, arch, spec, state), info, path)
 
 

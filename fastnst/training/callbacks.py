@@ -9,8 +9,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
-from fastnst.checkpoint import NetworkInfo, save_network
-from fastnst.io import file_sha256, make_grid
+from fastnst.checkpoint import save_network, training_info
+from fastnst.io import make_grid
 
 
 class StyleSamples(L.Callback):
@@ -78,32 +78,9 @@ class ExportNetwork(L.Callback):
     def on_fit_end(self, trainer, module) -> None:
         if not trainer.is_global_zero:
             return
-        style, loss = module.hparams.style, module.hparams.loss
-        target = self.export_dir / f"{style['name']}.safetensors"
+        target = self.export_dir / f"{module.hparams.style['name']}.safetensors"
         target = target if self.overwrite else free_path(target)
-        info = NetworkInfo(
-            style=style["name"],
-            style_image=Path(style["image"]).name,
-            style_image_sha256=file_sha256(style["image"]),
-            style_size=style.get("size"),
-            steps=trainer.global_step,
-            image_size=getattr(trainer.datamodule, "image_size", None),
-            loss={
-                k: loss[k]
-                for k in ("name", "content_weight", "style_weight", "tv_weight", "colour_weight")
-                if k in loss
-            },
-            content_layers=list(loss["content_layers"]),
-            style_layers=dict(loss["style_layers"]),
-            **module.init_info,
-        )
-        if module.hparams.get("styles"):  # a multi-style network: every style's painting
-            info.style_image = info.style_image_sha256 = None
-            info.extra["paintings"] = {
-                s["name"]: {"file": Path(s["image"]).name, "sha256": file_sha256(s["image"]), "size": s.get("size")}
-                for s in module.hparams.styles
-                if s.get("image")
-            }
+        info = training_info(module.hparams, trainer.global_step, module.run_info())
         self.path = save_network(module.transformer(), target, info)
 
 

@@ -107,6 +107,14 @@ class StyleTransferModule(L.LightningModule):
                     mask[rows] = 1.0
                     parameter.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device, grad.dtype))
 
+    def run_info(self) -> dict:
+        """What this run adds to its network's info: the crop size and the network it started from."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        return {"image_size": getattr(datamodule, "image_size", None), **self.init_info}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["fastnst_info"] = self.run_info()  # plain values: loads under weights_only=True
+
     @property
     def perceptual(self) -> PerceptualLoss:
         return self.perceptual_for(0)

@@ -190,6 +190,12 @@ def test_gatys_loss_preset_is_the_evaluate_objective(shipped_cfg):
     assert tuple(cfg.loss.content_layers) == GATYS_CONTENT_LAYERS
     assert Path(cfg.init_from).name == "great_wave.safetensors" and Path(cfg.init_from).is_file()
     assert "bsds500/test/*" in cfg.data.exclude
+    # The shipped recipe adds the colour-layout term; a style preset or the command line beats it.
+    assert cfg.loss.colour_weight == 5e7 and shipped_cfg("style=great_wave").loss.colour_weight == 0
+    assert shipped_cfg("experiment=finetune", "loss.colour_weight=0").loss.colour_weight == 0
+    preset = shipped_cfg("experiment=finetune", "+style.weights.gatys.colour_weight=1e6")
+    assert preset.loss.colour_weight == 1e6
+    assert shipped_cfg("experiment=gpu_refresh").loss.colour_weight == cfg.loss.colour_weight
 
 
 def max_difference(a, b) -> float:
@@ -205,6 +211,10 @@ def test_fine_tune_starts_from_init_from(train_cfg, tmp_path):
     )
     before, after = load_network(base), load_network(tuned["export_path"])
     assert after.info.init_from == base.name and after.info.init_steps == 2
+    # A network exported later from the run's .ckpt (or several, averaged) says as much about its training.
+    ckpt = load_network(Path(tuned["checkpoint_dir"]) / "last.ckpt").info
+    for key in ("style_image_sha256", "style_size", "image_size", "loss", "style_layers", "init_from", "init_steps"):
+        assert getattr(ckpt, key) == getattr(after.info, key) is not None, key
     assert max_difference(after.net, before.net) < 1e-6
     # Without init_from the same run starts from random weights, about two Adam steps of 1e-3 away.
     fresh = train_script.train(train_cfg("optim.lr=1e-9", "trainer.max_steps=1", "~callbacks.style_samples"))
