@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fastnst.io import atomic_path, file_sha256
+from fastnst.io import atomic_path
 from fastnst.models.registry import build_network
 
 FORMAT = "fastnst-network/2"
@@ -70,34 +70,33 @@ class NetworkInfo:
         return cls(**{k: data.pop(k) for k in list(data) if k in known}, extra=data)
 
 
-def training_info(hparams: dict, steps: int | None, extra: dict | None = None) -> NetworkInfo:
+def training_info(hparams: dict, steps: int | None, run: dict | None = None) -> NetworkInfo:
     """What a training run's hyper-parameters (``StyleTransferModule``'s) say about its network.
 
-    The painting's SHA-256 is taken from its file where that file is still there. ``extra`` holds
-    what the run adds (``image_size``, ``init_from``, ``init_steps``).
+    ``run`` is what the run adds (``StyleTransferModule.run_info``: ``image_size``, ``init_from``,
+    ``init_steps`` and ``painting_sha256``, each painting's hash taken when the run started).
+    Nothing is read from disk: a checkpoint without ``run`` (an older one) leaves those unknown.
     """
     style, loss = dict(hparams.get("style") or {}), dict(hparams.get("loss") or {})
+    run = dict(run or {})
+    sha = run.pop("painting_sha256", None) or {}
     image = style.get("image")
-
-    def sha(path) -> str | None:
-        return file_sha256(path) if path and Path(path).is_file() else None
-
     info = NetworkInfo(
         style=style.get("name"),
         style_image=Path(image).name if image else None,
-        style_image_sha256=sha(image),
+        style_image_sha256=sha.get(style.get("name")),
         style_size=style.get("size"),
         steps=steps,
         loss={k: loss[k] for k in ("name", "content_weight", "style_weight", "tv_weight", "colour_weight") if k in loss}
         or None,
         content_layers=list(loss["content_layers"]) if "content_layers" in loss else None,
         style_layers=dict(loss["style_layers"]) if "style_layers" in loss else None,
-        **(extra or {}),
+        **run,
     )
     if hparams.get("styles"):  # a multi-style network: every style's painting
         info.style_image = info.style_image_sha256 = info.style_size = None
         info.extra["paintings"] = {
-            s["name"]: {"file": Path(s["image"]).name, "sha256": sha(s["image"]), "size": s.get("size")}
+            s["name"]: {"file": Path(s["image"]).name, "sha256": sha.get(s["name"]), "size": s.get("size")}
             for s in hparams["styles"]
             if s.get("image")
         }

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from fastnst.io import load_image
+from fastnst.io import file_sha256, load_image
 from fastnst.losses import PerceptualLoss
 from fastnst.models.registry import build_network
 from fastnst.models.vgg import VGGFeatures
@@ -85,6 +85,9 @@ class StyleTransferModule(L.LightningModule):
             else None  # a style this run does not train (add_style): its painting is not needed
             for s in (styles if self.multi else [style])
         ]
+        # The paintings as this run learns them, hashed once: a file changed later cannot pass for them.
+        self.painting_sha256 = {s["name"]: file_sha256(s["image"]) for s in (styles if self.multi else [style])
+                                if s.get("image")}  # fmt: skip
         self.train_styles = list(train_styles) if train_styles else list(range(len(self._perceptual)))
         if self.multi and train_styles:
             self._train_only_style_rows(self.train_styles)
@@ -108,9 +111,10 @@ class StyleTransferModule(L.LightningModule):
                     parameter.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device, grad.dtype))
 
     def run_info(self) -> dict:
-        """What this run adds to its network's info: the crop size and the network it started from."""
+        """What this run adds to its hyper-parameters: crop size, the network it started from, painting hashes."""
         datamodule = getattr(self._trainer, "datamodule", None)
-        return {"image_size": getattr(datamodule, "image_size", None), **self.init_info}
+        return {"image_size": getattr(datamodule, "image_size", None), **self.init_info,
+                "painting_sha256": self.painting_sha256}  # fmt: skip
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["fastnst_info"] = self.run_info()  # plain values: loads under weights_only=True

@@ -202,8 +202,9 @@ def max_difference(a, b) -> float:
     return max((x - y).abs().max().item() for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_fine_tune_starts_from_init_from(train_cfg, tmp_path):
+def test_fine_tune_starts_from_init_from(train_cfg, tmp_path, style_path):
     from fastnst.checkpoint import load_network
+    from fastnst.io import file_sha256
 
     base = Path(train_script.train(train_cfg("~callbacks.style_samples"))["export_path"])
     tuned = train_script.train(
@@ -212,7 +213,10 @@ def test_fine_tune_starts_from_init_from(train_cfg, tmp_path):
     before, after = load_network(base), load_network(tuned["export_path"])
     assert after.info.init_from == base.name and after.info.init_steps == 2
     # A network exported later from the run's .ckpt (or several, averaged) says as much about its training.
+    trained_on = file_sha256(style_path)
+    write_photo(style_path, size=(64, 64), seed=7)  # the painting's file changes after the run
     ckpt = load_network(Path(tuned["checkpoint_dir"]) / "last.ckpt").info
+    assert ckpt.style_image_sha256 == trained_on != file_sha256(style_path)
     for key in ("style_image_sha256", "style_size", "image_size", "loss", "style_layers", "init_from", "init_steps"):
         assert getattr(ckpt, key) == getattr(after.info, key) is not None, key
     assert max_difference(after.net, before.net) < 1e-6
