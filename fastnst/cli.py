@@ -252,16 +252,23 @@ def cmd_info(args: argparse.Namespace) -> int:
         + (f" channels={'-'.join(map(str, channels()))}" if channels else ""),
         "parameters": f"{sum(p.numel() for p in loaded.net.parameters()):,}",
         "training steps": info.steps if info.steps is not None else "unknown",
-        "painting": info.style_image or "unknown",
     }
+    paintings = info.extra.get("paintings") or {}
     if getattr(loaded.net, "styles", None):
         rows["styles"] = ", ".join(loaded.net.styles)
-    if info.style_image_sha256:
-        rows["painting sha256"] = info.style_image_sha256
+    if paintings:  # a multi-style network: one row per style's painting
+        for name, p in paintings.items():
+            rows[f"painting {name}"] = (
+                f"{p.get('file', 'unknown')} (sha256 {str(p.get('sha256'))[:12]}, {p.get('size')} px)"
+            )
+    else:
+        rows["painting"] = info.style_image or "unknown"
+        if info.style_image_sha256:
+            rows["painting sha256"] = info.style_image_sha256
     for key in ("style_size", "image_size", "loss", "content_layers", "style_layers", "init_from", "init_steps"):
         if getattr(info, key) is not None:
             rows[key.replace("_", " ")] = getattr(info, key)
-    rows.update({k: v for k, v in info.extra.items() if k not in rows})
+    rows.update({k: v for k, v in info.extra.items() if k not in rows and k != "paintings"})
     width = max(map(len, rows))
     for key, value in rows.items():
         print(f"{key:<{width}}  {value}")

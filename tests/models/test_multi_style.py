@@ -110,6 +110,18 @@ def test_command_line_one_style_a_mix_all_and_info(multi_ckpt, tmp_path, capsys)
     assert main(["info", "--ckpt", str(multi_ckpt)]) == 0 and "wave, night, scream" in capsys.readouterr().out
 
 
+def test_info_shows_each_style_painting_of_a_multi_style_network(multi_ckpt, tmp_path, capsys):
+    from fastnst.cli import main
+
+    paintings = {s: {"file": f"{s}.jpg", "sha256": f"{i}" * 64, "size": 512} for i, s in enumerate(STYLES)}
+    path = save_network(load_network(multi_ckpt).net, tmp_path / "m.safetensors", {"paintings": paintings})
+    assert main(["info", "--ckpt", str(path)]) == 0
+    rows = dict(
+        line.split(None, 2)[1:] for line in capsys.readouterr().out.splitlines() if line.startswith("painting ")
+    )
+    assert rows == {s: f"{s}.jpg (sha256 {str(i) * 12}, 512 px)" for i, s in enumerate(STYLES)}
+
+
 def test_evaluate_scores_one_style_of_a_multi_style_network(multi_ckpt, tmp_path, capsys):
     import json
 
