@@ -219,10 +219,20 @@ def frontier_ratio(label: str, stylizer: Stylizer) -> float:
     return float(loss["style_weight"]) / float(loss["content_weight"])
 
 
-def frontier_plot(points: list[dict], size: tuple[int, int] = (720, 520)) -> Image.Image:
-    """Style distance (x) against content distance (y), networks and Gatys as two curves over the ratio.
+def frontier_recipe(stylizer: Stylizer) -> str:
+    """What a network was trained on besides its style:content ratio: networks that share it form one curve.
 
-    Lower-left is better on both; a recipe that helps moves the network curve towards Gatys'.
+    ``classic`` for the bare Gatys objective; otherwise its other non-zero loss weights (``colour 5e+07``).
+    """
+    loss = stylizer.info.loss or {}
+    other = {k.removesuffix("_weight"): v for k, v in loss.items() if k == "colour_weight" and v}
+    return " ".join(f"{k} {float(v):g}" for k, v in sorted(other.items())) or "classic"
+
+
+def frontier_plot(points: list[dict], size: tuple[int, int] = (720, 520)) -> Image.Image:
+    """Style distance (x) against content distance (y): Gatys, and one curve per network recipe, over the ratio.
+
+    Lower-left is better on both; a recipe that helps moves its network curve towards Gatys'.
     """
     width, height = size
     left, right, top, bottom = 80, 30, 40, 70
@@ -244,20 +254,24 @@ def frontier_plot(points: list[dict], size: tuple[int, int] = (720, 520)) -> Ima
         draw.text((8, at(0, y)[1] - 7), f"{y:.3g}", fill="black", font=small)
     draw.text((width / 2 - 150, height - 30), "style distance (relative to the photo's)", fill="black", font=font)
     draw.text((8, 10), "content distance (relative); lower-left is better", fill="black", font=font)
-    colours = {"network": (35, 90, 200), "gatys": (220, 110, 20)}
-    for kind, colour in colours.items():
-        curve = sorted((p for p in points if p["kind"] == kind), key=lambda p: p["ratio"])
+    palette = [(35, 90, 200), (30, 150, 70), (150, 50, 170), (120, 120, 120)]
+    curves = {"Gatys": [p for p in points if p["kind"] == "gatys"]}
+    for p in points:
+        if p["kind"] == "network":
+            curves.setdefault(f"networks, {p.get('recipe', 'classic')}", []).append(p)
+    for i, (name, curve) in enumerate(curves.items()):
+        colour = (220, 110, 20) if name == "Gatys" else palette[(i - 1) % len(palette)]
+        curve = sorted(curve, key=lambda p: p["ratio"])
         coords = [at(p["style_distance"], p["content_distance"]) for p in curve]
         if len(coords) > 1:
             draw.line(coords, fill=colour, width=2)
         for p, (x, y) in zip(curve, coords):
             draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=colour)
-            draw.text(
-                (x + 7, y - 7),
-                f"{p['method'] if kind == 'network' else 'Gatys'} {p['ratio']:g}",
-                fill=colour,
-                font=small,
-            )
+            label = f"{p['method']} {p['ratio']:g}" if p["kind"] == "network" else f"{p['ratio']:g}"
+            draw.text((x + 7, y - 7), label, fill=colour, font=small)
+        key_x, key_y = width - right - 240, top + 12 + 18 * i
+        draw.line([(key_x, key_y), (key_x + 18, key_y)], fill=colour, width=3)
+        draw.text((key_x + 24, key_y - 9), name, fill=colour, font=font)
     return image
 
 
@@ -374,7 +388,8 @@ def evaluate(
         report["frontier"] = [
             {"method": m, "kind": "gatys" if m in gatys_configs else "network",
              "ratio": float(m.split()[1]) if m in gatys_configs else ratios[m], **{
-                 k: means[m][k] for k in ("style_distance", "content_distance", "colour_kept")}}
+                 k: means[m][k] for k in ("style_distance", "content_distance", "colour_kept")},
+             **({} if m in gatys_configs else {"recipe": frontier_recipe(stylizers[m])})}
             for m in methods
         ]  # fmt: skip
         save_image(frontier_plot(report["frontier"]), output_dir / "frontier.png")
@@ -437,7 +452,14 @@ def markdown(report: dict) -> str:
                 f"Gatys results of {cached} photo(s) came from the cache; their ms is that of the run that made them."
             )
     if "frontier" in report:
-        lines += ["", "Frontier (means over photos; lower-left is better):", "", "![frontier](frontier.png)", ""]
+        lines += ["", "Frontier (means over photos; lower-left is better):", "",
+                  "| method | recipe | style:content | style | content | colour kept |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"| {p['method']} | {p.get('recipe', 'Gatys')} | {p['ratio']:g} | {p['style_distance']:.3f} | "
+            f"{p['content_distance']:.3f} | {p['colour_kept']:.2f} |"
+            for p in sorted(report["frontier"], key=lambda p: (p.get("recipe", ""), p["ratio"]))
+        ]
+        lines += ["", "![frontier](frontier.png)", ""]
     lines += ["", "Per photo:", "", "| photo " + head, "|---" + rule]
     lines += [f"| {Path(e['photo']).name} " + row(m, e[m]) for e in report["photos"] for m in methods]
     lines += ["", "![contact sheet](contact_sheet.png)", ""]

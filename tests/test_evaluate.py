@@ -130,8 +130,14 @@ def test_frontier_runs_gatys_at_each_training_ratio_and_draws_both_curves(tmp_pa
     from fastnst.checkpoint import save_network
 
     nets = []
-    for name, ratio in (("strong", 8.5), ("mild", 2.0)):
-        loss = {"name": "gatys", "style_weight": ratio, "content_weight": 1.0, "tv_weight": 0.0}
+    for name, ratio, colour in (("strong", 8.5, 0.0), ("mild", 2.0, 0.0), ("coloured", 8.5, 5e7)):
+        loss = {
+            "name": "gatys",
+            "style_weight": ratio,
+            "content_weight": 1.0,
+            "tv_weight": 0.0,
+            "colour_weight": colour,
+        }
         nets.append(str(save_network(tiny_net, tmp_path / f"{name}.safetensors", {"style": "x", "loss": loss})))
     write_photo(tmp_path / "p" / "0.png", size=(40, 30))
     style = write_photo(tmp_path / "style.png", seed=7)
@@ -140,11 +146,13 @@ def test_frontier_runs_gatys_at_each_training_ratio_and_draws_both_curves(tmp_pa
                  "--size", "40", "--style-size", "40", "--frontier", "--optimize-steps", "2"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
-    points = {(p["kind"], p["ratio"]) for p in report["frontier"]}
-    assert points == {("network", 8.5), ("network", 2.0), ("gatys", 8.5), ("gatys", 2.0)}
+    points = {(p["kind"], p.get("recipe"), p["ratio"]) for p in report["frontier"]}
+    assert points == {("network", "classic", 8.5), ("network", "classic", 2.0), ("network", "colour 5e+07", 8.5),
+                      ("gatys", None, 8.5), ("gatys", None, 2.0)}  # fmt: skip
     assert Image.open(out / "frontier.png").size == (720, 520)
     text = (out / "report.md").read_text()
     assert "strong vs gatys 8.5:" in text and "mild vs gatys 2:" in text and "frontier.png" in text
+    assert "| coloured | colour 5e+07 | 8.5 |" in text and "| mild | classic | 2 |" in text
     bare = save_network(tiny_net, tmp_path / "bare.safetensors", {"style": "x"})
     assert main(["evaluate", "--ckpt", str(bare), "--style", str(style), "--images", str(tmp_path / "p"),
                  "-o", str(tmp_path / "x"), "--frontier"]) == 2  # fmt: skip
