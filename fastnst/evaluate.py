@@ -267,8 +267,7 @@ def frontier_plot(points: list[dict], size: tuple[int, int] = (720, 520)) -> Ima
             draw.line(coords, fill=colour, width=2)
         for p, (x, y) in zip(curve, coords):
             draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=colour)
-            label = f"{p['method']} {p['ratio']:g}" if p["kind"] == "network" else f"{p['ratio']:g}"
-            draw.text((x + 7, y - 7), label, fill=colour, font=small)
+            draw.text((x + 7, y - 7), f"{p['ratio']:g}", fill=colour, font=small)  # names: the report's table
         key_x, key_y = width - right - 240, top + 12 + 18 * i
         draw.line([(key_x, key_y), (key_x + 18, key_y)], fill=colour, width=3)
         draw.text((key_x + 24, key_y - 9), name, fill=colour, font=font)
