@@ -222,11 +222,10 @@ def frontier_ratio(label: str, stylizer: Stylizer) -> float:
 def frontier_recipe(stylizer: Stylizer) -> str:
     """What a network was trained on besides its style:content ratio: networks that share it form one curve.
 
-    ``classic`` for the bare Gatys objective; otherwise its other non-zero loss weights (``colour 5e+07``).
+    ``classic`` for the bare Gatys objective, ``colour 5e+07`` with the colour-layout term.
     """
-    loss = stylizer.info.loss or {}
-    other = {k.removesuffix("_weight"): v for k, v in loss.items() if k == "colour_weight" and v}
-    return " ".join(f"{k} {float(v):g}" for k, v in sorted(other.items())) or "classic"
+    colour = (stylizer.info.loss or {}).get("colour_weight")
+    return f"colour {float(colour):g}" if colour else "classic"
 
 
 def frontier_plot(points: list[dict], size: tuple[int, int] = (720, 520)) -> Image.Image:

@@ -70,6 +70,7 @@ class StyleTransferModule(L.LightningModule):
         content_layers, style_layers = list(loss["content_layers"]), dict(loss["style_layers"])
         vgg = VGGFeatures(list(dict.fromkeys([*content_layers, *style_layers])), **dict(loss.get("vgg") or {}))
         # Kept out of the module tree: the frozen VGG is neither saved nor trained.
+        run_styles = styles if self.multi else [style]
         self._perceptual = [
             PerceptualLoss(
                 vgg,
@@ -83,11 +84,10 @@ class StyleTransferModule(L.LightningModule):
             )
             if s.get("image")
             else None  # a style this run does not train (add_style): its painting is not needed
-            for s in (styles if self.multi else [style])
+            for s in run_styles
         ]
         # The paintings as this run learns them, hashed once: a file changed later cannot pass for them.
-        self.painting_sha256 = {s["name"]: file_sha256(s["image"]) for s in (styles if self.multi else [style])
-                                if s.get("image")}  # fmt: skip
+        self.painting_sha256 = {s["name"]: file_sha256(s["image"]) for s in run_styles if s.get("image")}
         self.train_styles = list(train_styles) if train_styles else list(range(len(self._perceptual)))
         if self.multi and train_styles:
             self._train_only_style_rows(self.train_styles)
