@@ -193,3 +193,69 @@ class TransformerNet(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def conv_levels(self) -> list[tuple[str, int | None, int | None]]:
+        """Every convolution as (state-dict prefix, input level, output level): level 1-3 is the
+        32/64/128-channel stage (times the width), None the RGB image. Its instance norm, when it
+        has one, is the next index of the same layer (``encoder.0.1`` -> ``encoder.0.2``)."""
+        layout: list[tuple[str, int | None, int | None]] = [
+            ("encoder.0.1", None, 1), ("encoder.1.1", 1, 2), ("encoder.2.1", 2, 3),
+        ]  # fmt: skip
+        for i in range(len(self.residuals)):
+            layout += [(f"residuals.{i}.body.0.1", 3, 3), (f"residuals.{i}.body.1.1", 3, 3)]
+        return [*layout, ("decoder.0.conv.1", 3, 2), ("decoder.1.conv.1", 2, 1), ("decoder.2.1", 1, None)]
+
+    def load_smaller(self, state: dict[str, torch.Tensor], seed: int = 0) -> tuple[int, float]:
+        """Start from a smaller network of this architecture (fewer residual blocks, a smaller width,
+        or both) so that this one draws exactly what ``state``'s did until training moves it.
+
+        Each block ``state`` lacks starts as the identity (its last instance norm's scale and shift
+        at 0: the zero-initialised residual of Goyal et al. 2017). Each channel ``state`` lacks copies
+        one of its channels of the same stage (Net2WiderNet, Chen et al. 2016): same incoming
+        weights, so the same instance-norm statistics, and the copies share the original's outgoing
+        weights in random fractions that sum to 1, so the sum is unchanged but their gradients
+        differ and the copies part ways. Returns (blocks added, width ratio).
+
+        Raises:
+            ValueError: ``state`` is not a smaller network of this architecture.
+        """
+        have = sorted({int(k.split(".")[1]) for k in state if k.startswith("residuals.")})
+        ours = self.state_dict()
+        old = [state.get(f"{prefix}.weight") for prefix, *_ in self.conv_levels()[:3]]
+        problems = [k for k in ours if k not in state and not k.startswith("residuals.")]
+        problems += [k for k in state if k not in ours]
+        if problems or len(have) > len(self.residuals) or any(w is None for w in old):
+            raise ValueError(
+                f"not a smaller network of this architecture ({len(have)} residual blocks for "
+                f"{len(self.residuals)}; differing tensors: {problems[:3]})"
+            )
+        small = [w.shape[0] for w in old]  # channels of stages 1-3
+        big = list(self.config.channels())
+        if any(s > b for s, b in zip(small, big)):
+            raise ValueError(f"not a smaller network of this architecture: channels {small} for {big}")
+        gen = torch.Generator().manual_seed(seed)
+        source, share = {None: torch.arange(3)}, {None: torch.ones(3)}
+        for level, (s, b) in enumerate(zip(small, big), start=1):
+            pick = torch.cat([torch.arange(s), torch.randint(0, s, (b - s,), generator=gen)])
+            fraction = 1 + 0.1 * torch.rand(b, generator=gen)  # random shares of each original's weights
+            total = torch.zeros(s).index_add_(0, pick, fraction)
+            source[level], share[level] = pick, fraction / total[pick]
+        grown = dict(ours)
+        for prefix, level_in, level_out in self.conv_levels():
+            if f"{prefix}.weight" not in state:
+                continue  # an added block: its own initialisation, silenced below
+            rows, cols = source[level_out], source[level_in]
+            weight = state[f"{prefix}.weight"].float()[rows][:, cols] * share[level_in].view(1, -1, 1, 1)
+            grown[f"{prefix}.weight"] = weight
+            grown[f"{prefix}.bias"] = state[f"{prefix}.bias"].float()[rows]
+            norm = prefix.rsplit(".", 1)[0] + f".{int(prefix.rsplit('.', 1)[1]) + 1}"
+            for name in ("weight", "bias"):
+                if f"{norm}.{name}" in state:
+                    grown[f"{norm}.{name}"] = state[f"{norm}.{name}"].float()[rows]
+        self.load_state_dict(grown)
+        with torch.no_grad():
+            for block in list(self.residuals)[len(have) :]:
+                last_norm = block.body[1][2]
+                last_norm.weight.zero_()
+                last_norm.bias.zero_()
+        return len(self.residuals) - len(have), big[2] / small[2]

@@ -205,10 +205,20 @@ def load_initial_network(cfg: DictConfig, resuming: bool = False):
     want = {key: cfg.model.get(key) for key in have}
     if "styles" in want and want["styles"] is not None:
         want["styles"] = list(want["styles"])
-    if have != want:
+    if have != want and not grows(have, want):
         overrides = " ".join(f"model.{k}={v}" for k, v in have.items() if want.get(k) != v)
         raise ConfigError(f"init_from={loaded.path}: its network is {have} but the model is {want}; add {overrides}")
     return loaded
+
+
+def grows(have: dict, want: dict) -> bool:
+    """Whether ``want`` is ``have``'s single-style network made wider or deeper (grown on load)."""
+    if have.get("arch") != "johnson" or want.get("arch") != "johnson" or set(have) != set(want):
+        return False
+    keys = ("width", "num_residual_blocks")
+    if any(not isinstance(want[k], (int, float)) or want[k] < have[k] for k in keys):
+        return False
+    return all(have[k] == want[k] for k in have if k not in keys)
 
 
 def apply_initial_network(loaded, module, load_weights: bool = True) -> None:
@@ -217,8 +227,19 @@ def apply_initial_network(loaded, module, load_weights: bool = True) -> None:
     A resumed fine-tune already holds its weights (``load_weights=False``) but
     still records where it started, for the exported file's metadata.
     """
+    from fastnst.checkpoint import network_spec
+
     if load_weights:
-        module.net.load_state_dict(loaded.net.state_dict())
+        state = loaded.net.state_dict()
+        if network_spec(loaded.net) == network_spec(module.net):
+            module.net.load_state_dict(state)
+        else:  # wider or deeper (model.width, model.num_residual_blocks), drawing the same at first
+            blocks, ratio = module.net.load_smaller(state)
+            print(
+                f"init_from={loaded.path.name}: grown {ratio:g}x wider and by {blocks} residual blocks, "
+                "drawing what it drew",
+                file=sys.stderr,
+            )
     module.init_info = {"init_from": loaded.path.name, "init_steps": loaded.info.steps}
 
 

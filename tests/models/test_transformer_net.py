@@ -51,3 +51,36 @@ def test_config_round_trip_and_rejects_unknown_keys():
         TransformerNetConfig.from_dict({"width": 1.0, "depth": 3})
     with pytest.raises(ValueError, match="width"):
         TransformerNetConfig(width=0)
+
+
+@pytest.mark.parametrize("width, blocks", [(0.25, 3), (0.5, 1), (0.375, 2)])
+def test_grown_network_starts_drawing_what_the_smaller_one_did_then_learns(width, blocks):
+    torch.manual_seed(0)
+    small = TransformerNet(TransformerNetConfig(width=0.25, num_residual_blocks=1))
+    for p in small.parameters():  # trained-looking weights, not the default init
+        p.data.add_(0.1 * torch.randn_like(p))
+    big = TransformerNet(TransformerNetConfig(width=width, num_residual_blocks=blocks))
+    assert big.load_smaller(small.state_dict()) == (blocks - 1, width / 0.25)
+    x = torch.rand(2, 3, 28, 36)
+    assert torch.allclose(big(x), small(x), atol=1e-5)
+    big(x).square().mean().backward()
+    if blocks > 1:  # an added block is not dead: its scale gets a gradient at once
+        assert big.residuals[-1].body[1][2].weight.grad.abs().sum() > 0
+    if width > 0.25:  # a copied channel parts from its original: different gradients
+        conv = big.encoder[0][1].weight.grad  # (C1, 3, 9, 9); channels 8.. copy channels 0..7
+        copy = 8
+        original = int(
+            torch.nonzero((big.encoder[0][1].weight[:8] == big.encoder[0][1].weight[copy]).all(dim=(1, 2, 3)))[0]
+        )
+        assert not torch.allclose(conv[copy], conv[original])
+
+
+def test_grow_refuses_a_bigger_or_other_network():
+    small = TransformerNet(TransformerNetConfig(width=0.25, num_residual_blocks=1))
+    big = TransformerNet(TransformerNetConfig(width=0.5, num_residual_blocks=3))
+    with pytest.raises(ValueError, match="3 residual blocks for 1"):
+        small.load_smaller(big.state_dict())
+    with pytest.raises(ValueError, match=r"channels \[16, 32, 64\] for \[8, 16, 32\]"):
+        small.load_smaller(TransformerNet(TransformerNetConfig(width=0.5, num_residual_blocks=1)).state_dict())
+    with pytest.raises(ValueError, match="differing tensors"):
+        big.load_smaller({k: v for k, v in small.state_dict().items() if not k.startswith("decoder")})

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import fastnst.training.train as train_script
 
@@ -224,7 +225,25 @@ def test_fine_tune_starts_from_init_from(train_cfg, tmp_path, style_path):
     fresh = train_script.train(train_cfg("optim.lr=1e-9", "trainer.max_steps=1", "~callbacks.style_samples"))
     assert max_difference(load_network(fresh["export_path"]).net, before.net) > 1e-4
     with pytest.raises(train_script.ConfigError, match=r"init_from=.*; add model.width=0.25$"):
-        train_script.train(train_cfg(f"init_from={base}", "model.width=0.5"))
+        train_script.train(train_cfg(f"init_from={base}", "model.width=0.125"))  # narrower: refused
+    # A wider and deeper network grows from it (copied channels, identity blocks): it draws the same.
+    deeper = train_script.train(
+        train_cfg(
+            f"init_from={base}",
+            "model.width=0.5",
+            "model.num_residual_blocks=3",
+            "optim.lr=1e-9",
+            "trainer.max_steps=1",
+            "~callbacks.style_samples",
+        )
+    )
+    grown = load_network(deeper["export_path"])
+    assert len(grown.net.residuals) == 3 and grown.net.config.width == 0.5 and grown.info.init_from == base.name
+    photo = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        assert (grown.net.eval()(photo) - before.net.eval()(photo)).abs().max() < 1e-4
+    with pytest.raises(train_script.ConfigError, match=r"add model.width=0.5 model.num_residual_blocks=3$"):
+        train_script.train(train_cfg(f"init_from={deeper['export_path']}"))  # shallower than its file: refused
 
 
 def test_resumed_fine_tune_keeps_its_weights_and_records_its_start(train_cfg, tmp_path):
