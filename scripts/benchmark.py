@@ -86,8 +86,9 @@ def autocast(device: torch.device, precision: str):
 def bench_inference(args, device: torch.device) -> list[dict]:
     rows = []
     peaks = {p: peak_tflops(device, DTYPES[p]) for p in args.precisions}
-    for width in args.widths:
-        base_net = TransformerNet(TransformerNetConfig(width=width)).eval().to(device)
+    for width, blocks in [(w, b) for w in args.widths for b in args.blocks]:
+        arch = TransformerNetConfig(width=width, num_residual_blocks=blocks)
+        base_net = TransformerNet(arch).eval().to(device)
         for size_name in args.sizes:
             h, w = SIZES[size_name]
             flops = count_flops(base_net, h, w)
@@ -99,7 +100,7 @@ def bench_inference(args, device: torch.device) -> list[dict]:
                 for precision in args.precisions:
                     for channels_last in args.channels_last:
                         for compiled in args.compile:
-                            net = TransformerNet(TransformerNetConfig(width=width)).eval().to(device)
+                            net = TransformerNet(arch).eval().to(device)
                             net.load_state_dict(base_net.state_dict())
                             xx = x
                             if channels_last:
@@ -127,6 +128,7 @@ def bench_inference(args, device: torch.device) -> list[dict]:
                             rows.append(
                                 {
                                     "width": width,
+                                    "blocks": blocks,
                                     "size": size_name,
                                     "batch": batch,
                                     "precision": precision,
@@ -391,15 +393,15 @@ def bench_serve(args) -> list[dict]:
 
 def format_row(r: dict) -> str:
     return (
-        f"| {r['width']} | {r['size']} | {r['batch']} | {r['precision']} | {'on' if r['channels_last'] else 'off'} | "
+        f"| {r['width']} | {r['blocks']} | {r['size']} | {r['batch']} | {r['precision']} | {'on' if r['channels_last'] else 'off'} | "
         f"{'on' if r['compile'] else 'off'} | {r['ms_per_image']:.2f} | {r['images_per_s']:.1f} | {r['mp_per_s']:.1f} | "
         f"{r['peak_mib']:.0f} | {r['tflops']:.2f} | {100 * r['peak_share']:.1f}% | {r['speedup']:.2f}x |"
     )
 
 
 INFER_HEADER = (
-    "| width | size | batch | precision | channels_last | compile | ms/image | images/s | MP/s | peak MiB | "
-    "TFLOP/s | of peak | vs fp32 eager |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| width | residual blocks | size | batch | precision | channels_last | compile | ms/image | images/s | MP/s | "
+    "peak MiB | TFLOP/s | of peak | vs fp32 eager |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -516,6 +518,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1])
     p.add_argument("--widths", nargs="+", type=float, default=[1.0, 0.5])
+    p.add_argument("--blocks", nargs="+", type=int, default=[5], help="residual blocks (inference)")
     p.add_argument("--channels-last", nargs="+", type=int, default=[0, 1], help="0 and/or 1")
     p.add_argument("--compile", nargs="+", type=int, default=[0], help="0 and/or 1")
     p.add_argument("--train-size", type=int, default=256)

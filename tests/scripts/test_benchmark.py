@@ -18,6 +18,15 @@ def test_quick_benchmark_prints_tables_and_json(tmp_path, capsys):
     assert all(r["onnxruntime_ms"] > 0 and r["torch_fp32_ms"] > 0 for r in results["onnxruntime"])
 
 
+def test_inference_compares_network_depths(capsys):
+    bench = load_script("benchmark")
+    rows = bench.main(["--quick", "--device", "cpu", "--sections", "inference", "--blocks", "1", "4"])["inference"]
+    by_depth = {b: [r for r in rows if r["blocks"] == b] for b in (1, 4)}
+    assert all(by_depth.values())
+    assert by_depth[4][0]["gflop_per_image"] > 1.5 * by_depth[1][0]["gflop_per_image"]
+    assert "| 0.5 | 4 | 64 |" in capsys.readouterr().out
+
+
 def test_flop_count_matches_the_paper_network():
     bench = load_script("benchmark")
     from fastnst.models.transformer_net import TransformerNet
