@@ -222,10 +222,13 @@ def frontier_ratio(label: str, stylizer: Stylizer) -> float:
 def frontier_recipe(stylizer: Stylizer) -> str:
     """What a network was trained on besides its style:content ratio: networks that share it form one curve.
 
-    ``classic`` for the bare Gatys objective, ``colour 5e+07`` with the colour-layout term.
+    ``classic`` for the bare Gatys objective, ``colour 5e+07`` with the colour-layout term, and the
+    training crop where the file records it (``colour 5e+07, 256 px crops``).
     """
     colour = (stylizer.info.loss or {}).get("colour_weight")
-    return f"colour {float(colour):g}" if colour else "classic"
+    recipe = f"colour {float(colour):g}" if colour else "classic"
+    crop = stylizer.info.image_size
+    return f"{recipe}, {crop} px crops" if crop else recipe
 
 
 def frontier_plot(points: list[dict], size: tuple[int, int] = (720, 520)) -> Image.Image:

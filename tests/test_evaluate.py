@@ -138,7 +138,8 @@ def test_frontier_runs_gatys_at_each_training_ratio_and_draws_both_curves(tmp_pa
             "tv_weight": 0.0,
             "colour_weight": colour,
         }
-        nets.append(str(save_network(tiny_net, tmp_path / f"{name}.safetensors", {"style": "x", "loss": loss})))
+        info = {"style": "x", "loss": loss, "image_size": 256 if colour else None}
+        nets.append(str(save_network(tiny_net, tmp_path / f"{name}.safetensors", info)))
     write_photo(tmp_path / "p" / "0.png", size=(40, 30))
     style = write_photo(tmp_path / "style.png", seed=7)
     out = tmp_path / "frontier"
@@ -147,12 +148,12 @@ def test_frontier_runs_gatys_at_each_training_ratio_and_draws_both_curves(tmp_pa
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
     points = {(p["kind"], p.get("recipe"), p["ratio"]) for p in report["frontier"]}
-    assert points == {("network", "classic", 8.5), ("network", "classic", 2.0), ("network", "colour 5e+07", 8.5),
+    assert points == {("network", "classic", 8.5), ("network", "classic", 2.0), ("network", "colour 5e+07, 256 px crops", 8.5),
                       ("gatys", None, 8.5), ("gatys", None, 2.0)}  # fmt: skip
     assert Image.open(out / "frontier.png").size == (720, 520)
     text = (out / "report.md").read_text()
     assert "strong vs gatys 8.5:" in text and "mild vs gatys 2:" in text and "frontier.png" in text
-    assert "| coloured | colour 5e+07 | 8.5 |" in text and "| mild | classic | 2 |" in text
+    assert "| coloured | colour 5e+07, 256 px crops | 8.5 |" in text and "| mild | classic | 2 |" in text
     bare = save_network(tiny_net, tmp_path / "bare.safetensors", {"style": "x"})
     assert main(["evaluate", "--ckpt", str(bare), "--style", str(style), "--images", str(tmp_path / "p"),
                  "-o", str(tmp_path / "x"), "--frontier"]) == 2  # fmt: skip
