@@ -261,6 +261,8 @@ def frontier_plot(points: list[dict], size: tuple[int, int] = (720, 520)) -> Ima
     for p in points:
         if p["kind"] == "network":
             curves.setdefault(f"networks, {p.get('recipe', 'classic')}", []).append(p)
+    widest = max(draw.textlength(name, font=font) for name in curves)
+    key_left = max(left + 10, width - 10 - 24 - widest)  # the key's longest name ends inside the picture
     for i, (name, curve) in enumerate(curves.items()):
         colour = (220, 110, 20) if name == "Gatys" else palette[(i - 1) % len(palette)]
         curve = sorted(curve, key=lambda p: p["ratio"])
@@ -270,7 +272,7 @@ def frontier_plot(points: list[dict], size: tuple[int, int] = (720, 520)) -> Ima
         for p, (x, y) in zip(curve, coords):
             draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=colour)
             draw.text((x + 7, y - 7), f"{p['ratio']:g}", fill=colour, font=small)  # names: the report's table
-        key_x, key_y = width - right - 240, top + 12 + 18 * i
+        key_x, key_y = key_left, top + 12 + 18 * i
         draw.line([(key_x, key_y), (key_x + 18, key_y)], fill=colour, width=3)
         draw.text((key_x + 24, key_y - 9), name, fill=colour, font=font)
     return image

@@ -158,3 +158,18 @@ def test_frontier_runs_gatys_at_each_training_ratio_and_draws_both_curves(tmp_pa
     assert main(["evaluate", "--ckpt", str(bare), "--style", str(style), "--images", str(tmp_path / "p"),
                  "-o", str(tmp_path / "x"), "--frontier"]) == 2  # fmt: skip
     assert "records no loss weights" in capsys.readouterr().err
+
+
+def test_frontier_key_fits_long_recipe_names():
+    from fastnst.evaluate import frontier_plot
+
+    points = [{"kind": "gatys", "ratio": 8.5, "style_distance": 0.03, "content_distance": 0.7}]
+    for crop, shift in ((192, 0.0), (256, -0.01)):
+        recipe = f"colour 5e+07, {crop} px crops, and a longer note"
+        points += [{"kind": "network", "recipe": recipe, "ratio": r, "style_distance": 0.04 + shift + 0.01 * i,
+                    "content_distance": 1.4 - 0.2 * i} for i, r in enumerate((8.5, 3.0))]  # fmt: skip
+    image = frontier_plot(points)
+    edge = image.crop((image.width - 6, 0, image.width, image.height)).convert("L")
+    assert edge.getextrema() == (255, 255)  # nothing drawn against the right edge: every name whole
+    colours = {image.getpixel((x, y)) for x in range(image.width) for y in range(100)}
+    assert (35, 90, 200) in colours and (30, 150, 70) in colours  # both curves have their key
