@@ -196,7 +196,11 @@ def test_gatys_loss_preset_is_the_evaluate_objective(shipped_cfg):
     assert shipped_cfg("experiment=finetune", "loss.colour_weight=0").loss.colour_weight == 0
     preset = shipped_cfg("experiment=finetune", "+style.weights.gatys.colour_weight=1e6")
     assert preset.loss.colour_weight == 1e6
-    assert shipped_cfg("experiment=gpu_refresh").loss.colour_weight == cfg.loss.colour_weight
+    gpu = shipped_cfg("experiment=gpu_refresh")
+    assert gpu.loss.colour_weight == cfg.loss.colour_weight
+    # Crops that span most of a photo at the scale it is stylized at (short side 256-384 px), on CPU and GPU.
+    for recipe in (cfg, gpu):
+        assert (recipe.data.image_size, recipe.data.scale_jitter) == (256, 1.5)
 
 
 def max_difference(a, b) -> float:
