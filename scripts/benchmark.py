@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import platform
 import statistics
@@ -86,7 +87,7 @@ def autocast(device: torch.device, precision: str):
 def bench_inference(args, device: torch.device) -> list[dict]:
     rows = []
     peaks = {p: peak_tflops(device, DTYPES[p]) for p in args.precisions}
-    for width, blocks in [(w, b) for w in args.widths for b in args.blocks]:
+    for width, blocks in itertools.product(args.widths, args.blocks):
         arch = TransformerNetConfig(width=width, num_residual_blocks=blocks)
         base_net = TransformerNet(arch).eval().to(device)
         for size_name in args.sizes:

@@ -219,14 +219,14 @@ class TransformerNet(nn.Module):
         Raises:
             ValueError: ``state`` is not a smaller network of this architecture.
         """
-        have = sorted({int(k.split(".")[1]) for k in state if k.startswith("residuals.")})
+        have = len({k.split(".")[1] for k in state if k.startswith("residuals.")})  # its residual blocks
         ours = self.state_dict()
         old = [state.get(f"{prefix}.weight") for prefix, *_ in self.conv_levels()[:3]]
         problems = [k for k in ours if k not in state and not k.startswith("residuals.")]
         problems += [k for k in state if k not in ours]
-        if problems or len(have) > len(self.residuals) or any(w is None for w in old):
+        if problems or have > len(self.residuals) or any(w is None for w in old):
             raise ValueError(
-                f"not a smaller network of this architecture ({len(have)} residual blocks for "
+                f"not a smaller network of this architecture ({have} residual blocks for "
                 f"{len(self.residuals)}; differing tensors: {problems[:3]})"
             )
         small = [w.shape[0] for w in old]  # channels of stages 1-3
@@ -248,14 +248,15 @@ class TransformerNet(nn.Module):
             weight = state[f"{prefix}.weight"].float()[rows][:, cols] * share[level_in].view(1, -1, 1, 1)
             grown[f"{prefix}.weight"] = weight
             grown[f"{prefix}.bias"] = state[f"{prefix}.bias"].float()[rows]
-            norm = prefix.rsplit(".", 1)[0] + f".{int(prefix.rsplit('.', 1)[1]) + 1}"
+            head, index = prefix.rsplit(".", 1)
+            norm = f"{head}.{int(index) + 1}"  # the conv's instance norm, where it has one
             for name in ("weight", "bias"):
                 if f"{norm}.{name}" in state:
                     grown[f"{norm}.{name}"] = state[f"{norm}.{name}"].float()[rows]
         self.load_state_dict(grown)
         with torch.no_grad():
-            for block in list(self.residuals)[len(have) :]:
+            for block in list(self.residuals)[have:]:
                 last_norm = block.body[1][2]
                 last_norm.weight.zero_()
                 last_norm.bias.zero_()
-        return len(self.residuals) - len(have), big[2] / small[2]
+        return len(self.residuals) - have, big[2] / small[2]
