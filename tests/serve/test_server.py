@@ -31,7 +31,10 @@ def test_disconnects_and_a_hundred_requests_leave_it_serving(tiny_ckpt, tmp_path
         with httpx.Client(base_url=base, timeout=120) as http:
 
             def one(_):
-                r = http.post("/v1/stylize", files={"image": ("p.png", photo)}, data={"style": "tiny"})
+                # One connection per client: a pool shared by 100 threads can close a socket another is reading
+                # (httpx.ReadError: Bad file descriptor, on the client's side).
+                with httpx.Client(base_url=base, timeout=120) as own:
+                    r = own.post("/v1/stylize", files={"image": ("p.png", photo)}, data={"style": "tiny"})
                 return r.status_code
 
             with concurrent.futures.ThreadPoolExecutor(100) as pool:

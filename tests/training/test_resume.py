@@ -65,7 +65,9 @@ def test_kill_9_then_resume_in_a_custom_run_folder(tmp_path, photo_dir, style_pa
     proc, _ = start_and_wait(args, last, 15)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    saved = torch.load(last, map_location="cpu", weights_only=True)
+    # The kill may land between a numbered checkpoint and last.ckpt: resume takes the one with more steps.
+    newest, _ = train_script.newest_checkpoint(run_dir)
+    saved = torch.load(newest, map_location="cpu", weights_only=True)
     assert saved["optimizer_states"][0]["state"], "optimiser state must be in the checkpoint"
     target = saved["global_step"] + 10
     result = subprocess.run(
@@ -73,7 +75,7 @@ def test_kill_9_then_resume_in_a_custom_run_folder(tmp_path, photo_dir, style_pa
         timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"resuming from {last} (step {saved['global_step']})" in result.stderr
+    assert f"resuming from {newest} (step {saved['global_step']})" in result.stderr
     assert f"after {target} steps" in result.stdout
     assert saved_step(last) == target
     steps = sorted({s for s, _ in scalars(run_dir)["train/loss"]})
