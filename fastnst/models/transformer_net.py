@@ -28,10 +28,14 @@ class TransformerNetConfig:
         width: channel multiplier; 1.0 is the paper's 32-64-128 network, 0.5
             the light variant (16-32-64).
         num_residual_blocks: residual blocks at the bottleneck (paper: 5).
+        input_skip: add a learnt share of the photo to the output (before the sigmoid, per RGB
+            channel, starting at 0), so keeping the photo's structure costs the network nothing
+            and its layers spend themselves on the strokes.
     """
 
     width: float = 1.0
     num_residual_blocks: int = 5
+    input_skip: bool = False
 
     def __post_init__(self) -> None:
         if not self.width > 0:
@@ -182,10 +186,16 @@ class TransformerNet(nn.Module):
             UpsampleConv(c2, c1, norm_layer=norm),
             ConvLayer(c1, 3, 9, norm=False, relu=False),
         )
+        if self.config.input_skip:  # at 0 the network draws what one without the skip draws
+            self.skip_gate = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward_aligned(self, x: torch.Tensor) -> torch.Tensor:
         """Forward for H and W that are multiples of 4 (no padding; used by exports)."""
-        return torch.sigmoid(self.decoder(self.residuals(self.encoder(x))))  # (B, 3, H, W)
+        logits = self.decoder(self.residuals(self.encoder(x)))  # (B, 3, H, W)
+        if self.config.input_skip:
+            photo = x.clamp(1e-3, 1 - 1e-3)
+            logits = logits + self.skip_gate * (torch.log(photo) - torch.log(1 - photo))  # the photo's logit
+        return torch.sigmoid(logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]  # (B, 3, H, W)
@@ -207,7 +217,8 @@ class TransformerNet(nn.Module):
 
     def load_smaller(self, state: dict[str, torch.Tensor], seed: int = 0) -> tuple[int, float]:
         """Start from a smaller network of this architecture (fewer residual blocks, a smaller width,
-        or both) so that this one draws exactly what ``state``'s did until training moves it.
+        no input skip, or any of these) so that this one draws exactly what ``state``'s did until
+        training moves it.
 
         Each block ``state`` lacks starts as the identity (its last instance norm's scale and shift
         at 0: the zero-initialised residual of Goyal et al. 2017). Each channel ``state`` lacks copies
@@ -222,7 +233,7 @@ class TransformerNet(nn.Module):
         have = len({k.split(".")[1] for k in state if k.startswith("residuals.")})  # its residual blocks
         ours = self.state_dict()
         old = [state.get(f"{prefix}.weight") for prefix, *_ in self.conv_levels()[:3]]
-        problems = [k for k in ours if k not in state and not k.startswith("residuals.")]
+        problems = [k for k in ours if k not in state and not k.startswith("residuals.") and k != "skip_gate"]
         problems += [k for k in state if k not in ours]
         if problems or have > len(self.residuals) or any(w is None for w in old):
             raise ValueError(

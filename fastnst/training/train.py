@@ -212,10 +212,11 @@ def load_initial_network(cfg: DictConfig, resuming: bool = False):
 
 
 def grows(have: dict, want: dict) -> bool:
-    """Whether ``want`` is ``have``'s single-style network made wider or deeper (grown on load)."""
+    """Whether ``want`` is ``have``'s single-style network made wider, deeper or given the input
+    skip (grown on load)."""
     if have.get("arch") != "johnson" or want.get("arch") != "johnson" or set(have) != set(want):
         return False
-    keys = ("width", "num_residual_blocks")
+    keys = ("width", "num_residual_blocks", "input_skip")
     if any(not isinstance(want[k], (int, float)) or want[k] < have[k] for k in keys):
         return False
     return all(have[k] == want[k] for k in have if k not in keys)
@@ -233,7 +234,7 @@ def apply_initial_network(loaded, module, load_weights: bool = True) -> None:
         state = loaded.net.state_dict()
         if network_spec(loaded.net) == network_spec(module.net):
             module.net.load_state_dict(state)
-        else:  # wider or deeper (model.width, model.num_residual_blocks), drawing the same at first
+        else:  # wider, deeper or skipping (model.width, .num_residual_blocks, .input_skip), drawing the same
             blocks, ratio = module.net.load_smaller(state)
             print(
                 f"init_from={loaded.path.name}: grown {ratio:g}x wider and by {blocks} residual blocks, "

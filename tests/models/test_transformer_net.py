@@ -84,3 +84,25 @@ def test_grow_refuses_a_bigger_or_other_network():
         small.load_smaller(TransformerNet(TransformerNetConfig(width=0.5, num_residual_blocks=1)).state_dict())
     with pytest.raises(ValueError, match="differing tensors"):
         big.load_smaller({k: v for k, v in small.state_dict().items() if not k.startswith("decoder")})
+
+
+def test_input_skip_passes_the_photo_through_and_grows_from_a_network_without_it():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 28, 36)
+    net = TransformerNet(TransformerNetConfig(width=0.25, num_residual_blocks=1, input_skip=True))
+    with torch.no_grad():
+        net.decoder[-1][1].weight.zero_()  # the layers add nothing: the output is the photo itself
+        net.decoder[-1][1].bias.zero_()
+        net.skip_gate.fill_(1.0)
+    assert torch.allclose(net(x), x.clamp(1e-3, 1 - 1e-3), atol=1e-5)
+
+    plain = TransformerNet(TransformerNetConfig(width=0.25, num_residual_blocks=1))
+    for p in plain.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))
+    skip = TransformerNet(TransformerNetConfig(width=0.25, num_residual_blocks=1, input_skip=True))
+    assert skip.load_smaller(plain.state_dict()) == (0, 1.0)
+    assert torch.allclose(skip(x), plain(x), atol=1e-6)  # the gate starts at 0
+    skip(x).square().mean().backward()
+    assert skip.skip_gate.grad.abs().sum() > 0  # and training can open it
+    with pytest.raises(ValueError, match="differing tensors"):
+        plain.load_smaller(skip.state_dict())

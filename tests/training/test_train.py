@@ -230,23 +230,28 @@ def test_fine_tune_starts_from_init_from(train_cfg, tmp_path, style_path):
     assert max_difference(load_network(fresh["export_path"]).net, before.net) > 1e-4
     with pytest.raises(train_script.ConfigError, match=r"init_from=.*; add model.width=0.25$"):
         train_script.train(train_cfg(f"init_from={base}", "model.width=0.125"))  # narrower: refused
-    # A wider and deeper network grows from it (copied channels, identity blocks): it draws the same.
+    # A wider and deeper network grows from it (copied channels, identity blocks, a closed input
+    # skip): it draws the same.
     deeper = train_script.train(
         train_cfg(
             f"init_from={base}",
             "model.width=0.5",
             "model.num_residual_blocks=3",
+            "model.input_skip=true",
             "optim.lr=1e-9",
             "trainer.max_steps=1",
             "~callbacks.style_samples",
         )
     )
     grown = load_network(deeper["export_path"])
-    assert len(grown.net.residuals) == 3 and grown.net.config.width == 0.5 and grown.info.init_from == base.name
+    assert len(grown.net.residuals) == 3 and grown.net.config.width == 0.5 and grown.net.config.input_skip
+    assert grown.info.init_from == base.name
     photo = torch.rand(1, 3, 32, 40)
     with torch.no_grad():
         assert (grown.net.eval()(photo) - before.net.eval()(photo)).abs().max() < 1e-4
-    with pytest.raises(train_script.ConfigError, match=r"add model.width=0.5 model.num_residual_blocks=3$"):
+    with pytest.raises(
+        train_script.ConfigError, match=r"add model.width=0.5 model.num_residual_blocks=3 model.input_skip=True$"
+    ):
         train_script.train(train_cfg(f"init_from={deeper['export_path']}"))  # shallower than its file: refused
 
 
