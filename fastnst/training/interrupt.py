@@ -86,7 +86,9 @@ class GracefulStop(L.Callback):
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        trainer.save_checkpoint(self.checkpoint_dir / "last.ckpt")
+        # weights_only=False: the whole training state (optimiser, loops), saved to resume from; said
+        # aloud so Lightning does not print "`weights_only` was not set" after every run.
+        trainer.save_checkpoint(self.checkpoint_dir / "last.ckpt", weights_only=False)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         for signum, handler in self._previous.items():
@@ -97,5 +99,5 @@ class GracefulStop(L.Callback):
         if self.requested is None:
             return
         path = self.checkpoint_dir / "last.ckpt"
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)
         raise TrainingInterrupted(self.requested, trainer.global_step, path)

@@ -77,6 +77,7 @@ def test_kill_9_then_resume_in_a_custom_run_folder(tmp_path, photo_dir, style_pa
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"resuming from {newest} (step {saved['global_step']})" in result.stderr
     assert f"after {target} steps" in result.stdout
+    assert "weights_only" not in result.stderr  # no word of an unsafe load where there is none
     assert saved_step(last) == target
     steps = sorted({s for s, _ in scalars(run_dir)["train/loss"]})
     assert steps == list(range(target))  # the curves continue: no gap, no step logged twice
