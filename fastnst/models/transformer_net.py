@@ -60,6 +60,10 @@ class TransformerNetConfig:
         return cls(**data)
 
 
+# The input skip's share is this times its parameter: Adam moves a parameter about one learning rate
+# a step whatever its gradient, so without a gain the share would need thousands of steps to open.
+SKIP_GATE_GAIN = 25.0
+
 # (module, input) -> (mean, var) of shape (B, C, 1, 1) to normalise with, or None for the input's own.
 NormStatistics = Callable[[nn.Module, torch.Tensor], "tuple[torch.Tensor, torch.Tensor] | None"]
 _NORM_STATISTICS: ContextVar[NormStatistics | None] = ContextVar("fastnst_norm_statistics", default=None)
@@ -194,7 +198,8 @@ class TransformerNet(nn.Module):
         logits = self.decoder(self.residuals(self.encoder(x)))  # (B, 3, H, W)
         if self.config.input_skip:
             photo = x.clamp(1e-3, 1 - 1e-3)
-            logits = logits + self.skip_gate * (torch.log(photo) - torch.log(1 - photo))  # the photo's logit
+            gate = SKIP_GATE_GAIN * self.skip_gate
+            logits = logits + gate * (torch.log(photo) - torch.log(1 - photo))  # the photo's logit
         return torch.sigmoid(logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

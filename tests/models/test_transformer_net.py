@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig
+from fastnst.models.transformer_net import SKIP_GATE_GAIN, TransformerNet, TransformerNetConfig
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 32, 32), (1, 3, 37, 50), (1, 3, 9, 13)])
@@ -93,7 +93,7 @@ def test_input_skip_passes_the_photo_through_and_grows_from_a_network_without_it
     with torch.no_grad():
         net.decoder[-1][1].weight.zero_()  # the layers add nothing: the output is the photo itself
         net.decoder[-1][1].bias.zero_()
-        net.skip_gate.fill_(1.0)
+        net.skip_gate.fill_(1.0 / SKIP_GATE_GAIN)
     assert torch.allclose(net(x), x.clamp(1e-3, 1 - 1e-3), atol=1e-5)
 
     plain = TransformerNet(TransformerNetConfig(width=0.25, num_residual_blocks=1))
