@@ -353,7 +353,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         layers = " ".join(f"{name} {value:.3f}" for name, value in s["layers"].items())
         print(
             f"{method:12s} style {s['style_distance']:.3f} ({layers}), content {s['content_distance']:.3f}, "
-            f"colour kept {s['colour_kept']:.2f}, SSIM {s['ssim']:.3f}, {s['ms']:.1f} ms/image"
+            f"colour kept {s['colour_kept']:.2f}, objective {s['objective']:.3f}, SSIM {s['ssim']:.3f}, "
+            f"{s['ms']:.1f} ms/image"
         )
     print(
         f"report: {Path(args.output_dir) / 'report.md'}, contact sheet: {Path(args.output_dir) / 'contact_sheet.png'}"

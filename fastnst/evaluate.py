@@ -11,6 +11,11 @@ Distances are relative, so they read the same for any photo and any painting:
   after a Gaussian blur (sigma 4 px) that removes texture, averaged over a* and b*: 1 when every
   region keeps its colour relative to the others, 0 for one wash (a global palette shift costs nothing).
 - SSIM between the luminance of the output and of the photo (torchmetrics).
+- objective: the classic loss itself (content + style:content x style + TV, at the Gatys
+  settings of the run, 8.5 unless told), over the photo's own: what Gatys minimises from the
+  photo, so the network and Gatys are compared on the very number one of them optimises (lower
+  is better; 1 is the photo). A network that paints less well than Gatys scores higher here,
+  wherever on the style/content curve it sits.
 
 Gatys results take minutes per photo on a CPU, so they are cached (see
 :func:`cached_gatys`): scoring a second network on the same photos reuses them.
@@ -36,7 +41,7 @@ from fastnst.io import (
     save_image,
     tensor_to_pil,
 )
-from fastnst.losses import content_loss, gram_matrix, style_loss
+from fastnst.losses import content_loss, gram_matrix, style_loss, tv_loss
 from fastnst.models.vgg import VGGFeatures
 from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, GatysConfig, gatys
 from fastnst.stylize.color import rgb_to_yuv
@@ -53,6 +58,7 @@ class Scores:
     ssim: float
     ms: float
     layers: dict[str, float] = field(default_factory=dict)
+    objective: float = float("nan")
 
 
 def _srgb_to_lab(images: torch.Tensor) -> torch.Tensor:
@@ -93,8 +99,9 @@ def colour_kept(image: torch.Tensor, photo: torch.Tensor, sigma: float = 4.0) ->
 class Judge:
     """Scores images against one painting with a fixed VGG (the classic layers, weighted equally)."""
 
-    def __init__(self, style: torch.Tensor, vgg: VGGFeatures | None = None):
+    def __init__(self, style: torch.Tensor, vgg: VGGFeatures | None = None, objective: GatysConfig | None = None):
         self.vgg = vgg or VGGFeatures([*GATYS_STYLE_LAYERS, *GATYS_CONTENT_LAYERS])
+        self.objective = objective or GatysConfig()  # the weights the objective column is taken at
         with torch.no_grad():
             feats = self.vgg(style)
         self.grams = {name: gram_matrix(feats[name]) for name in GATYS_STYLE_LAYERS}
@@ -108,6 +115,11 @@ class Judge:
             self._photo = (photo, feats, distances)
         return self._photo[1], self._photo[2]
 
+    def _objective(self, image: torch.Tensor, distances: dict[str, float], content_raw: float) -> float:
+        o = self.objective
+        style = sum(o.style_layers.get(n, 0.0) * d for n, d in distances.items())
+        return o.content_weight * content_raw + o.style_weight * style + o.tv_weight * float(tv_loss(image))
+
     @torch.no_grad()
     def score(self, image: torch.Tensor, photo: torch.Tensor, ms: float) -> Scores:
         """Shape: image and photo (1, 3, H, W) in [0, 1]."""
@@ -118,13 +130,13 @@ class Judge:
         distances = {n: float(style_loss({n: feats[n]}, {n: self.grams[n]})) for n in GATYS_STYLE_LAYERS}
         layers = {n: distances[n] / max(photo_distances[n], 1e-30) for n in GATYS_STYLE_LAYERS}
         style = sum(distances.values()) / max(sum(photo_distances.values()), 1e-30)
-        content = sum(
-            float(content_loss(feats[n], photo_feats[n])) / max(float(photo_feats[n].float().pow(2).mean()), 1e-12)
-            for n in GATYS_CONTENT_LAYERS
-        )
+        raw = {n: float(content_loss(feats[n], photo_feats[n])) for n in GATYS_CONTENT_LAYERS}
+        content = sum(raw[n] / max(float(photo_feats[n].float().pow(2).mean()), 1e-12) for n in GATYS_CONTENT_LAYERS)
+        objective = self._objective(image, distances, sum(raw.values()))
+        objective /= max(self._objective(photo, photo_distances, 0.0), 1e-30)
         luma = rgb_to_yuv(image)[:, :1], rgb_to_yuv(photo)[:, :1]
         ssim = structural_similarity_index_measure(luma[0], luma[1], data_range=1.0)
-        return Scores(style, content, colour_kept(image, photo), float(ssim), ms, layers)
+        return Scores(style, content, colour_kept(image, photo), float(ssim), ms, layers, objective)
 
 
 def cached_gatys(
@@ -347,7 +359,7 @@ def evaluate(
     output_dir.mkdir(parents=True, exist_ok=True)
     painting = read_image(style_path)
     style = load_image(style_path, style_size)
-    judge = Judge(style)
+    judge = Judge(style, objective=base)
     methods = [*stylizers, *gatys_configs]
     per_photo, rows, captions = [], [], []
     for path in photos:
@@ -380,7 +392,7 @@ def evaluate(
     styles = sorted({stylizer.style for stylizer in stylizers.values()})
     report = {
         "style": ", ".join(styles), "painting": str(style_path), "size": size, "style_size": style_size,
-        "warnings": warnings, "photos": per_photo, "mean": means,
+        "objective_ratio": base.style_weight / base.content_weight, "warnings": warnings, "photos": per_photo, "mean": means,
     }  # fmt: skip
     headers = ["photo", "painting", *stylizers] + [
         "Gatys (L-BFGS)" if label == "gatys" else f"Gatys {label.split()[1]}" for label in gatys_configs
@@ -413,14 +425,14 @@ def markdown(report: dict) -> str:
     """The report as markdown: the means (per layer), Gatys ratios, then every photo."""
     methods = list(report["mean"])
     layers = list(report["mean"][methods[0]]["layers"])
-    head = "| method | style | " + " | ".join(layers) + " | content | colour kept | SSIM | ms |"
-    rule = "|" + "---|" * (len(layers) + 6)
+    head = "| method | style | " + " | ".join(layers) + " | content | colour kept | objective | SSIM | ms |"
+    rule = "|" + "---|" * (len(layers) + 7)
 
     def row(name: str, s: dict) -> str:
         per_layer = " | ".join(f"{s['layers'][layer]:.3f}" for layer in layers)
         return (
             f"| {name} | {s['style_distance']:.3f} | {per_layer} | {s['content_distance']:.3f} | "
-            f"{s['colour_kept']:.2f} | {s['ssim']:.3f} | {s['ms']:.1f} |"
+            f"{s['colour_kept']:.2f} | {s['objective']:.3f} | {s['ssim']:.3f} | {s['ms']:.1f} |"
         )
 
     lines = [
@@ -429,7 +441,9 @@ def markdown(report: dict) -> str:
         f"Painting: `{report['painting']}` at {report['style_size']} px; photos at {report['size']} px on the long side. "
         "Style distances are relative to the unstylized photo's (lower is closer to the painting), content relative "
         "to the photo's feature energy (lower keeps more of the photo), colour kept is the correlation of the blurred "
-        "a*/b* fields with the photo's (higher keeps each object's colour).",
+        "a*/b* fields with the photo's (higher keeps each object's colour), objective is the classic loss "
+        f"(style:content {report.get('objective_ratio', 8.5):g}, what Gatys minimises) over the photo's own (lower "
+        "is better).",
         "",
     ]
     lines += [f"**WARNING**: {w}" for w in report.get("warnings", [])]
@@ -447,7 +461,8 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"{method} vs {match}: style distance {n['style_distance'] / max(g['style_distance'], 1e-12):.2f}x "
                 f"({per_layer}), content distance {n['content_distance'] / max(g['content_distance'], 1e-12):.2f}x, "
-                f"colour kept {n['colour_kept'] / max(g['colour_kept'], 1e-12):.2f}x, time {n['ms'] / max(g['ms'], 1e-12):.5f}x."
+                f"colour kept {n['colour_kept'] / max(g['colour_kept'], 1e-12):.2f}x, "
+                f"objective {n['objective'] / max(g['objective'], 1e-12):.2f}x, time {n['ms'] / max(g['ms'], 1e-12):.5f}x."
             )
         cached = sum(bool(e.get("gatys_cached")) for e in report["photos"])
         if cached:

@@ -97,6 +97,8 @@ def test_distances_are_relative_to_the_photo_and_colour_kept_reads_washes():
     judge = Judge(torch.rand(1, 3, 40, 40), vgg)
     itself = judge.score(photo, photo, 1.0)
     assert itself.style_distance == pytest.approx(1.0) and itself.content_distance == pytest.approx(0.0, abs=1e-9)
+    assert itself.objective == pytest.approx(1.0)  # the photo is where Gatys starts
+    assert judge.score(torch.rand_like(photo), photo, 1.0).objective > 1  # noise: far from it, and rough
     assert all(v == pytest.approx(1.0) for v in itself.layers.values()) and list(itself.layers) == list(
         GATYS_STYLE_LAYERS
     )
