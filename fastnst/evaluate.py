@@ -105,15 +105,15 @@ class Judge:
         with torch.no_grad():
             feats = self.vgg(style)
         self.grams = {name: gram_matrix(feats[name]) for name in GATYS_STYLE_LAYERS}
-        self._photo: tuple[torch.Tensor, dict, dict] | None = None
+        self._photo: tuple[torch.Tensor, dict, dict, float] | None = None
 
-    def _photo_terms(self, photo: torch.Tensor) -> tuple[dict, dict]:
-        """The photo's features and its own Gram distances to the painting (cached per photo)."""
+    def _photo_terms(self, photo: torch.Tensor) -> tuple[dict, dict, float]:
+        """The photo's features, its own Gram distances to the painting and its objective (cached per photo)."""
         if self._photo is None or self._photo[0] is not photo:
             feats = self.vgg(photo)
             distances = {n: float(style_loss({n: feats[n]}, {n: self.grams[n]})) for n in GATYS_STYLE_LAYERS}
-            self._photo = (photo, feats, distances)
-        return self._photo[1], self._photo[2]
+            self._photo = (photo, feats, distances, self._objective(photo, distances, 0.0))
+        return self._photo[1:]
 
     def _objective(self, image: torch.Tensor, distances: dict[str, float], content_raw: float) -> float:
         o = self.objective
@@ -125,15 +125,14 @@ class Judge:
         """Shape: image and photo (1, 3, H, W) in [0, 1]."""
         from torchmetrics.functional.image import structural_similarity_index_measure
 
-        photo_feats, photo_distances = self._photo_terms(photo)
+        photo_feats, photo_distances, photo_objective = self._photo_terms(photo)
         feats = self.vgg(image)
         distances = {n: float(style_loss({n: feats[n]}, {n: self.grams[n]})) for n in GATYS_STYLE_LAYERS}
         layers = {n: distances[n] / max(photo_distances[n], 1e-30) for n in GATYS_STYLE_LAYERS}
         style = sum(distances.values()) / max(sum(photo_distances.values()), 1e-30)
         raw = {n: float(content_loss(feats[n], photo_feats[n])) for n in GATYS_CONTENT_LAYERS}
         content = sum(raw[n] / max(float(photo_feats[n].float().pow(2).mean()), 1e-12) for n in GATYS_CONTENT_LAYERS)
-        objective = self._objective(image, distances, sum(raw.values()))
-        objective /= max(self._objective(photo, photo_distances, 0.0), 1e-30)
+        objective = self._objective(image, distances, sum(raw.values())) / max(photo_objective, 1e-30)
         luma = rgb_to_yuv(image)[:, :1], rgb_to_yuv(photo)[:, :1]
         ssim = structural_similarity_index_measure(luma[0], luma[1], data_range=1.0)
         return Scores(style, content, colour_kept(image, photo), float(ssim), ms, layers, objective)
@@ -442,7 +441,7 @@ def markdown(report: dict) -> str:
         "Style distances are relative to the unstylized photo's (lower is closer to the painting), content relative "
         "to the photo's feature energy (lower keeps more of the photo), colour kept is the correlation of the blurred "
         "a*/b* fields with the photo's (higher keeps each object's colour), objective is the classic loss "
-        f"(style:content {report.get('objective_ratio', 8.5):g}, what Gatys minimises) over the photo's own (lower "
+        f"(style:content {report['objective_ratio']:g}, what Gatys minimises) over the photo's own (lower "
         "is better).",
         "",
     ]

@@ -236,8 +236,9 @@ def apply_initial_network(loaded, module, load_weights: bool = True) -> None:
             module.net.load_state_dict(state)
         else:  # wider, deeper or skipping (model.width, .num_residual_blocks, .input_skip), drawing the same
             blocks, ratio = module.net.load_smaller(state)
+            skip = ", given a closed input skip" if "skip_gate" not in state and module.net.config.input_skip else ""
             print(
-                f"init_from={loaded.path.name}: grown {ratio:g}x wider and by {blocks} residual blocks, "
+                f"init_from={loaded.path.name}: grown {ratio:g}x wider and by {blocks} residual blocks{skip}, "
                 "drawing what it drew",
                 file=sys.stderr,
             )

@@ -207,7 +207,7 @@ def max_difference(a, b) -> float:
     return max((x - y).abs().max().item() for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_fine_tune_starts_from_init_from(train_cfg, tmp_path, style_path):
+def test_fine_tune_starts_from_init_from(train_cfg, tmp_path, style_path, capsys):
     from fastnst.checkpoint import load_network
     from fastnst.io import file_sha256
 
@@ -243,6 +243,7 @@ def test_fine_tune_starts_from_init_from(train_cfg, tmp_path, style_path):
             "~callbacks.style_samples",
         )
     )
+    assert "grown 2x wider and by 2 residual blocks, given a closed input skip" in capsys.readouterr().err
     grown = load_network(deeper["export_path"])
     assert len(grown.net.residuals) == 3 and grown.net.config.width == 0.5 and grown.net.config.input_skip
     assert grown.info.init_from == base.name
