@@ -316,7 +316,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fastnst.checkpoint import CheckpointError
-    from fastnst.evaluate import checkpoint_labels, evaluate
+    from fastnst.evaluate import checkpoint_labels, evaluate, gatys_steps_sentence
     from fastnst.io import ImageReadError, default_cache_dir
     from fastnst.optimize import GatysConfig
     from fastnst.stylize.pipeline import expand_inputs
@@ -354,7 +354,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(
             f"{method:12s} style {s['style_distance']:.3f} ({layers}), content {s['content_distance']:.3f}, "
             f"colour kept {s['colour_kept']:.2f}, objective {s['objective']:.3f}, SSIM {s['ssim']:.3f}, "
-            f"{s['ms']:.1f} ms/image"
+            f"{s['ms']:.1f} ms/image" + gatys_steps_sentence(report, method)
         )
     print(
         f"report: {Path(args.output_dir) / 'report.md'}, contact sheet: {Path(args.output_dir) / 'contact_sheet.png'}"

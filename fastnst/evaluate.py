@@ -16,6 +16,9 @@ Distances are relative, so they read the same for any photo and any painting:
   photo, so the network and Gatys are compared on the very number one of them optimises (lower
   is better; 1 is the photo). A network that paints less well than Gatys scores higher here,
   wherever on the style/content curve it sits.
+- Gatys steps matched: how many L-BFGS steps Gatys needs, from the photo, to reach the network's
+  objective on that photo (Johnson et al. 2016 compare their networks the same way): what one
+  forward pass is worth in optimisation, read from Gatys' objective after every step.
 
 Gatys results take minutes per photo on a CPU, so they are cached (see
 :func:`cached_gatys`): scoring a second network on the same photos reuses them.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -138,16 +142,33 @@ class Judge:
         return Scores(style, content, colour_kept(image, photo), float(ssim), ms, layers, objective)
 
 
+@dataclass
+class GatysRun:
+    """One Gatys result: the image, the milliseconds its optimisation took when it ran, whether it
+    came from the cache, and the lowest loss reached by each step (``trace[k]``: after k steps;
+    ``None`` for results cached before traces were kept)."""
+
+    image: torch.Tensor
+    ms: float
+    cached: bool
+    trace: list[float] | None
+
+
+def steps_to_match(trace: list[float] | None, objective: float) -> int | None:
+    """The first step at which Gatys' (normalised) ``trace`` reaches ``objective``; ``len(trace)``
+    when it never does within the run; ``None`` without a trace."""
+    if not trace:
+        return None
+    return next((k for k, value in enumerate(trace) if value <= objective), len(trace))
+
+
 def cached_gatys(
     photo: torch.Tensor, style: torch.Tensor, vgg: VGGFeatures, config: GatysConfig, cache_dir: Path | None
-) -> tuple[torch.Tensor, float, bool]:
+) -> GatysRun:
     """Gatys' result for ``photo``, from ``cache_dir`` when the same inputs were optimised before.
 
     The key hashes the photo and painting tensors, every setting of ``config`` and the VGG's
     source and a fingerprint of its weights, so any change recomputes. An unreadable cache entry is recomputed.
-
-    Returns:
-        (image, milliseconds the optimisation took when it ran, whether it came from the cache)
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open, save_file
@@ -161,18 +182,29 @@ def cached_gatys(
     if path and path.is_file():
         try:
             with safe_open(str(path), "pt") as f:
-                ms = float(f.metadata()["ms"])
-            return load_file(path)["image"], ms, True
+                meta = f.metadata()
+            trace = json.loads(meta["trace"]) if "trace" in meta else None
+            return GatysRun(load_file(path)["image"], float(meta["ms"]), True, trace)
         except (SafetensorError, OSError, KeyError, ValueError):
             pass  # unreadable: optimise again and replace it
+    best: list[float] = []  # best[k]: the lowest loss once k steps were taken
+
+    def record(step: int, loss: float) -> None:
+        # L-BFGS evaluates several times a step (the line search); step k's calls start step k - 1's search.
+        while len(best) < step:
+            best.append(best[-1] if best else loss)
+        best[step - 1] = min(best[step - 1], loss)
+
     t0 = time.perf_counter()
-    image = gatys(photo, style, vgg, config)
+    image = gatys(photo, style, vgg, config, progress=record)
     ms = 1000 * (time.perf_counter() - t0)
+    trace = [min(best[: k + 1]) for k in range(len(best))]
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
-            save_file({"image": image.contiguous()}, str(tmp), metadata={"ms": repr(ms)})
-    return image, ms, False
+            meta = {"ms": repr(ms), "trace": json.dumps([float(f"{v:.6g}") for v in trace])}
+            save_file({"image": image.contiguous()}, str(tmp), metadata=meta)
+    return GatysRun(image, ms, False, trace)
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -373,10 +405,16 @@ def evaluate(
         for label, config in gatys_configs.items():
             if progress:
                 progress(f"{label} on {path.name}")
-            opt, ms, cached = cached_gatys(photo, style, judge.vgg, config, cache_dir)
-            entry["gatys_cached"] = entry.get("gatys_cached", True) and cached
-            entry[label] = asdict(judge.score(opt, photo, ms))
-            row.append(tensor_to_pil(opt))
+            run = cached_gatys(photo, style, judge.vgg, config, cache_dir)
+            entry["gatys_cached"] = entry.get("gatys_cached", True) and run.cached
+            entry[label] = asdict(judge.score(run.image, photo, run.ms))
+            if run.trace and config == base:  # at the objective's own weights: the trace reads in its units
+                photo_objective = judge._photo_terms(photo)[2]
+                entry["gatys_steps_matched"] = {
+                    m: steps_to_match([v / photo_objective for v in run.trace], entry[m]["objective"])
+                    for m in stylizers
+                }
+            row.append(tensor_to_pil(run.image))
         for method in methods:
             s = entry[method]
             caps.append(
@@ -388,10 +426,12 @@ def evaluate(
         if progress:
             progress(f"scored {path.name}")
     means = {m: mean_scores([e[m] for e in per_photo]) for m in methods}
+    matched = {m: [e["gatys_steps_matched"][m] for e in per_photo if "gatys_steps_matched" in e] for m in stylizers}
     styles = sorted({stylizer.style for stylizer in stylizers.values()})
     report = {
         "style": ", ".join(styles), "painting": str(style_path), "size": size, "style_size": style_size,
         "objective_ratio": base.style_weight / base.content_weight, "warnings": warnings, "photos": per_photo, "mean": means,
+        "gatys_steps_matched": {m: {"median": statistics.median(v), "per_photo": v, "steps": base.steps} for m, v in matched.items() if v},
     }  # fmt: skip
     headers = ["photo", "painting", *stylizers] + [
         "Gatys (L-BFGS)" if label == "gatys" else f"Gatys {label.split()[1]}" for label in gatys_configs
@@ -418,6 +458,18 @@ def checkpoint_labels(paths: list[Path]) -> list[str]:
     stems = [path.stem for path in paths]
     labels = [stem if stems.count(stem) == 1 else f"{path.parent.name}/{stem}" for stem, path in zip(stems, paths)]
     return [label if labels.count(label) == 1 else str(path) for label, path in zip(labels, paths)]
+
+
+def gatys_steps_sentence(report: dict, method: str) -> str:
+    """' Gatys reaches its objective after N L-BFGS steps (...).', or '' without Gatys traces
+    (results cached before traces were kept)."""
+    matched = report.get("gatys_steps_matched", {}).get(method)
+    if not matched:
+        return ""
+    runs = matched["steps"]
+    per_photo = ", ".join(str(n) if n < runs else f"over {runs}" for n in matched["per_photo"])
+    median = f"{matched['median']:g}" if matched["median"] < runs else f"over {runs}"
+    return f" Gatys reaches its objective after {median} L-BFGS steps (median; per photo {per_photo})."
 
 
 def markdown(report: dict) -> str:
@@ -462,6 +514,7 @@ def markdown(report: dict) -> str:
                 f"({per_layer}), content distance {n['content_distance'] / max(g['content_distance'], 1e-12):.2f}x, "
                 f"colour kept {n['colour_kept'] / max(g['colour_kept'], 1e-12):.2f}x, "
                 f"objective {n['objective'] / max(g['objective'], 1e-12):.2f}x, time {n['ms'] / max(g['ms'], 1e-12):.5f}x."
+                + gatys_steps_sentence(report, method)
             )
         cached = sum(bool(e.get("gatys_cached")) for e in report["photos"])
         if cached:

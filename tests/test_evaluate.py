@@ -4,9 +4,10 @@ import json
 
 import pytest
 from PIL import Image
+from safetensors import safe_open
 
 from fastnst.cli import main
-from fastnst.evaluate import checkpoint_labels, contact_sheet
+from fastnst.evaluate import checkpoint_labels, contact_sheet, steps_to_match
 
 from conftest import write_photo
 
@@ -175,3 +176,34 @@ def test_frontier_key_fits_long_recipe_names():
     assert edge.getextrema() == (255, 255)  # nothing drawn against the right edge: every name whole
     colours = {image.getpixel((x, y)) for x in range(image.width) for y in range(100)}
     assert (35, 90, 200) in colours and (30, 150, 70) in colours  # both curves have their key
+
+
+def test_steps_to_match_reads_the_first_step_that_reaches_the_objective():
+    trace = [1.0, 0.5, 0.3, 0.2]
+    assert steps_to_match(trace, 0.35) == 2 and steps_to_match(trace, 0.3) == 2
+    assert steps_to_match(trace, 1.5) == 0  # worse than the photo: matched before any step
+    assert steps_to_match(trace, 0.1) == 4  # better than Gatys' last step: never matched in this run
+    assert steps_to_match(None, 0.3) is None
+
+
+def test_evaluate_reports_the_gatys_steps_a_network_is_worth(tmp_path, tiny_ckpt, capsys):
+    write_photo(tmp_path / "p" / "0.png", size=(40, 30))
+    style = write_photo(tmp_path / "style.png", seed=7)
+    args = ["evaluate", "--ckpt", str(tiny_ckpt), "--style", str(style), "--images", str(tmp_path / "p"), "--size",
+            "40", "--style-size", "40", "--compare-optimize", "--optimize-steps", "8", "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    assert main([*args, "-o", str(tmp_path / "a")]) == 0
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    net, photo = tiny_ckpt.stem, report["photos"][0]
+    (entry,) = (tmp_path / "c" / "gatys").iterdir()
+    with safe_open(str(entry), "pt") as f:
+        trace = json.loads(f.metadata()["trace"])
+    assert len(trace) == 8 and trace == sorted(trace, reverse=True)  # the best loss after each step
+    # In the objective's units the trace starts at the photo (1) and ends where Gatys' image scores.
+    normalised = [v / trace[0] for v in trace]
+    assert normalised[-1] == pytest.approx(photo["gatys"]["objective"], rel=0.05)
+    n = photo["gatys_steps_matched"][net]
+    assert n == steps_to_match(normalised, photo[net]["objective"]) and 0 <= n <= 8
+    assert report["gatys_steps_matched"][net]["median"] == n
+    assert f"reaches its objective after {n if n < 8 else 'over 8'} L-BFGS steps" in capsys.readouterr().out
+    assert main([*args, "-o", str(tmp_path / "b")]) == 0  # from the cache: the trace came with it
+    assert json.loads((tmp_path / "b" / "report.json").read_text())["photos"][0]["gatys_steps_matched"][net] == n
