@@ -201,6 +201,16 @@ def test_gatys_loss_preset_is_the_evaluate_objective(shipped_cfg):
     # Crops that span most of a photo at the scale it is stylized at (short side 256-384 px), on CPU and GPU.
     for recipe in (cfg, gpu):
         assert (recipe.data.image_size, recipe.data.scale_jitter) == (256, 1.5)
+    # A style preset may weight single layers (the_scream: its finest two 3x); the command line beats it.
+    scream = shipped_cfg("experiment=finetune", "style=the_scream")
+    assert dict(scream.loss.style_layers) == {**GatysConfig().style_layers, "relu1_1": 3.0, "relu2_1": 3.0}
+    assert (
+        shipped_cfg("experiment=finetune", "style=the_scream", "loss.style_layers.relu1_1=1").loss.style_layers.relu1_1
+        == 1
+    )
+    bad = shipped_cfg("experiment=finetune", "+style.weights.gatys.style_layers.relu3_1=-1")
+    with pytest.raises(train_script.ConfigError, match="loss.style_layers.relu3_1=-1"):
+        train_script.validate(bad)
 
 
 def max_difference(a, b) -> float:
