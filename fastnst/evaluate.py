@@ -187,18 +187,17 @@ def cached_gatys(
             return GatysRun(load_file(path)["image"], float(meta["ms"]), True, trace)
         except (SafetensorError, OSError, KeyError, ValueError):
             pass  # unreadable: optimise again and replace it
-    best: list[float] = []  # best[k]: the lowest loss once k steps were taken
+    trace: list[float] = []  # trace[k]: the lowest loss once k steps were taken (a running minimum)
 
     def record(step: int, loss: float) -> None:
         # L-BFGS evaluates several times a step (the line search); step k's calls start step k - 1's search.
-        while len(best) < step:
-            best.append(best[-1] if best else loss)
-        best[step - 1] = min(best[step - 1], loss)
+        while len(trace) < step:
+            trace.append(trace[-1] if trace else loss)
+        trace[-1] = min(trace[-1], loss)
 
     t0 = time.perf_counter()
     image = gatys(photo, style, vgg, config, progress=record)
     ms = 1000 * (time.perf_counter() - t0)
-    trace = [min(best[: k + 1]) for k in range(len(best))]
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
