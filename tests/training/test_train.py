@@ -187,7 +187,8 @@ def test_gatys_loss_preset_is_the_evaluate_objective(shipped_cfg):
     from fastnst.optimize import GATYS_CONTENT_LAYERS, GatysConfig
 
     cfg = shipped_cfg("experiment=finetune", "style=great_wave")
-    assert dict(cfg.loss.style_layers) == GatysConfig().style_layers
+    plain = shipped_cfg("experiment=finetune", "style=starry_night")  # no layer weights of its own
+    assert dict(plain.loss.style_layers) == GatysConfig().style_layers
     assert tuple(cfg.loss.content_layers) == GATYS_CONTENT_LAYERS
     assert Path(cfg.init_from).name == "great_wave.safetensors" and Path(cfg.init_from).is_file()
     assert "bsds500/test/*" in cfg.data.exclude
@@ -201,9 +202,10 @@ def test_gatys_loss_preset_is_the_evaluate_objective(shipped_cfg):
     # Crops that span most of a photo at the scale it is stylized at (short side 256-384 px), on CPU and GPU.
     for recipe in (cfg, gpu):
         assert (recipe.data.image_size, recipe.data.scale_jitter) == (256, 1.5)
-    # A style preset may weight single layers (the_scream: its finest two 3x); the command line beats it.
-    scream = shipped_cfg("experiment=finetune", "style=the_scream")
-    assert dict(scream.loss.style_layers) == {**GatysConfig().style_layers, "relu1_1": 3.0, "relu2_1": 3.0}
+    # A style preset may weight single layers (these three: their finest two 3x); the command line beats it.
+    for name in ("the_scream", "woman_with_a_hat", "great_wave"):
+        fine = shipped_cfg("experiment=finetune", f"style={name}")
+        assert dict(fine.loss.style_layers) == {**GatysConfig().style_layers, "relu1_1": 3.0, "relu2_1": 3.0}
     assert (
         shipped_cfg("experiment=finetune", "style=the_scream", "loss.style_layers.relu1_1=1").loss.style_layers.relu1_1
         == 1
