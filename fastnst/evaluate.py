@@ -430,6 +430,7 @@ def evaluate(
     report = {
         "style": ", ".join(styles), "painting": str(style_path), "size": size, "style_size": style_size,
         "objective_ratio": base.style_weight / base.content_weight, "warnings": warnings, "photos": per_photo, "mean": means,
+        "gatys_steps": base.steps if gatys_configs else None,
         "gatys_steps_matched": {m: {"median": statistics.median(v), "per_photo": v, "steps": base.steps} for m, v in matched.items() if v},
     }  # fmt: skip
     headers = ["photo", "painting", *stylizers] + [
@@ -457,6 +458,51 @@ def checkpoint_labels(paths: list[Path]) -> list[str]:
     stems = [path.stem for path in paths]
     labels = [stem if stems.count(stem) == 1 else f"{path.parent.name}/{stem}" for stem, path in zip(stems, paths)]
     return [label if labels.count(label) == 1 else str(path) for label, path in zip(labels, paths)]
+
+
+def gatys_methods(report: dict) -> list[str]:
+    """The report's Gatys columns: ``gatys``, or ``gatys <ratio>`` with ``--frontier``."""
+    return [m for m in report["mean"] if m == "gatys" or m.startswith("gatys ")]
+
+
+def gatys_ratios(report: dict, method: str) -> tuple[str, dict]:
+    """A network's mean scores over Gatys' on the same photos: (the Gatys column, ratios).
+
+    The Gatys column is the one at the network's style:content ratio (``--frontier``), else the
+    only one. Ratios have the keys of :func:`mean_scores` (``layers`` per layer); below 1 is lower
+    than Gatys' (better for distances, worse for colour kept).
+    """
+    gatys = gatys_methods(report)
+    if not gatys:
+        raise ValueError("the report has no Gatys column: run fastnst evaluate with --compare-optimize")
+    ratio_of = {p["method"]: p["ratio"] for p in report.get("frontier", [])}
+    match = next((g for g in gatys if ratio_of.get(g) == ratio_of.get(method)), gatys[0])
+    g, n = report["mean"][match], report["mean"][method]
+    ratios = {k: n[k] / max(g[k], 1e-12) for k in n if k != "layers"}
+    ratios["layers"] = {layer: n["layers"][layer] / max(g["layers"][layer], 1e-12) for layer in n["layers"]}
+    return match, ratios
+
+
+@dataclass(frozen=True)
+class QualityTargets:
+    """Where a network counts as painting like Gatys (issue 21): each distance at most ``style`` x
+    Gatys' (the total and every layer up to ``last_layer``), content at most ``content`` x,
+    colour kept at least ``colour`` x."""
+
+    style: float = 1.5
+    content: float = 1.3
+    colour: float = 0.8
+    last_layer: str = "relu4_1"
+
+    def unmet(self, ratios: dict) -> list[str]:
+        """The targets ``ratios`` (from :func:`gatys_ratios`) misses, e.g. ``['relu2_1 1.79x', 'content 1.88x']``."""
+        layers = list(ratios["layers"])
+        judged = layers[: layers.index(self.last_layer) + 1] if self.last_layer in layers else layers
+        misses = [("style", ratios["style_distance"])] if ratios["style_distance"] > self.style else []
+        misses += [(layer, ratios["layers"][layer]) for layer in judged if ratios["layers"][layer] > self.style]
+        misses += [("content", ratios["content_distance"])] if ratios["content_distance"] > self.content else []
+        misses += [("colour kept", ratios["colour_kept"])] if ratios["colour_kept"] < self.colour else []
+        return [f"{name} {value:.2f}x" for name, value in misses]
 
 
 def gatys_steps_sentence(report: dict, method: str) -> str:
@@ -498,22 +544,16 @@ def markdown(report: dict) -> str:
     ]
     lines += [f"**WARNING**: {w}" for w in report.get("warnings", [])]
     lines += ["", "Mean over photos:", "", head, rule, *(row(m, report["mean"][m]) for m in methods)]
-    gatys = [m for m in methods if m == "gatys" or m.startswith("gatys ")]
-    ratio_of = {p["method"]: p["ratio"] for p in report.get("frontier", [])}
+    gatys = gatys_methods(report)
     if gatys:
         lines.append("")
         for method in [m for m in methods if m not in gatys]:
-            match = next((g for g in gatys if ratio_of.get(g) == ratio_of.get(method)), gatys[0])
-            g, n = report["mean"][match], report["mean"][method]
-            per_layer = ", ".join(
-                f"{layer} {n['layers'][layer] / max(g['layers'][layer], 1e-12):.2f}x" for layer in layers
-            )
+            match, r = gatys_ratios(report, method)
+            per_layer = ", ".join(f"{layer} {value:.2f}x" for layer, value in r["layers"].items())
             lines.append(
-                f"{method} vs {match}: style distance {n['style_distance'] / max(g['style_distance'], 1e-12):.2f}x "
-                f"({per_layer}), content distance {n['content_distance'] / max(g['content_distance'], 1e-12):.2f}x, "
-                f"colour kept {n['colour_kept'] / max(g['colour_kept'], 1e-12):.2f}x, "
-                f"objective {n['objective'] / max(g['objective'], 1e-12):.2f}x, time {n['ms'] / max(g['ms'], 1e-12):.5f}x."
-                + gatys_steps_sentence(report, method)
+                f"{method} vs {match}: style distance {r['style_distance']:.2f}x ({per_layer}), content distance "
+                f"{r['content_distance']:.2f}x, colour kept {r['colour_kept']:.2f}x, objective {r['objective']:.2f}x, "
+                f"time {r['ms']:.5f}x." + gatys_steps_sentence(report, method)
             )
         cached = sum(bool(e.get("gatys_cached")) for e in report["photos"])
         if cached:
