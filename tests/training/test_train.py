@@ -206,6 +206,8 @@ def test_gatys_loss_preset_is_the_evaluate_objective(shipped_cfg):
     for name in ("the_scream", "woman_with_a_hat", "great_wave"):
         fine = shipped_cfg("experiment=finetune", f"style={name}")
         assert dict(fine.loss.style_layers) == {**GatysConfig().style_layers, "relu1_1": 3.0, "relu2_1": 3.0}
+    udnie = shipped_cfg("experiment=finetune", "style=udnie")  # its one weak layer alone
+    assert dict(udnie.loss.style_layers) == {**GatysConfig().style_layers, "relu2_1": 3.0}
     assert (
         shipped_cfg("experiment=finetune", "style=the_scream", "loss.style_layers.relu1_1=1").loss.style_layers.relu1_1
         == 1
