@@ -315,6 +315,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from fastnst.checkpoint import CheckpointError
     from fastnst.evaluate import checkpoint_labels, evaluate, gatys_steps_sentence
     from fastnst.io import ImageReadError, default_cache_dir
@@ -341,12 +344,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                 f"{', '.join(stylizer.styles)}")  # fmt: skip
                 stylizer.style_weights(args.network_style, 1)  # unknown names fail here, in one line
                 stylizer.default_style = args.network_style
-        report = evaluate(
-            stylizers, Path(args.style), photos, Path(args.output_dir), size=args.size, style_size=args.style_size,
-            compare_optimize=args.compare_optimize, optimize_config=GatysConfig(steps=args.optimize_steps),
-            progress=lambda message: print(message, file=sys.stderr),
-            cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()), frontier=args.frontier,
-        )  # fmt: skip
+        # One bar per Gatys run (minutes each on a CPU); messages print above it.
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), console=Console(stderr=True), transient=True)  # fmt: skip
+        tasks: dict[str, object] = {}
+
+        def on_gatys_step(what: str, step: int, steps: int) -> None:
+            if what not in tasks:
+                for done in tasks.values():
+                    bar.remove_task(done)
+                tasks.clear()
+                tasks[what] = bar.add_task(what, total=steps)
+            bar.update(tasks[what], completed=step)
+
+        with bar:
+            report = evaluate(
+                stylizers, Path(args.style), photos, Path(args.output_dir), size=args.size, style_size=args.style_size,
+                compare_optimize=args.compare_optimize, optimize_config=GatysConfig(steps=args.optimize_steps),
+                progress=lambda line: bar.console.print(line, markup=False, highlight=False, soft_wrap=True),
+                on_gatys_step=on_gatys_step,
+                cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()), frontier=args.frontier,
+            )  # fmt: skip
     except (CheckpointError, ImageReadError, ValueError, ImportError) as exc:
         return fail(str(exc))
     for method, s in report["mean"].items():

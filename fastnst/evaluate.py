@@ -163,9 +163,15 @@ def steps_to_match(trace: list[float] | None, objective: float) -> int | None:
 
 
 def cached_gatys(
-    photo: torch.Tensor, style: torch.Tensor, vgg: VGGFeatures, config: GatysConfig, cache_dir: Path | None
+    photo: torch.Tensor,
+    style: torch.Tensor,
+    vgg: VGGFeatures,
+    config: GatysConfig,
+    cache_dir: Path | None,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> GatysRun:
     """Gatys' result for ``photo``, from ``cache_dir`` when the same inputs were optimised before.
+    ``on_step(step, loss)`` follows an optimisation as it runs (a progress bar).
 
     The key hashes the photo and painting tensors, every setting of ``config`` and the VGG's
     source and a fingerprint of its weights, so any change recomputes. An unreadable cache entry is recomputed.
@@ -194,6 +200,8 @@ def cached_gatys(
         while len(trace) < step:
             trace.append(trace[-1] if trace else loss)
         trace[-1] = min(trace[-1], loss)
+        if on_step:
+            on_step(step, trace[-1])
 
     t0 = time.perf_counter()
     image = gatys(photo, style, vgg, config, progress=record)
@@ -356,6 +364,7 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
     cache_dir: Path | None = None,
     frontier: bool = False,
+    on_gatys_step: Callable[[str, int, int], None] | None = None,
 ) -> dict:
     """Score networks (and optionally Gatys) on ``photos``; write report.md, report.json, contact_sheet.png.
 
@@ -366,6 +375,8 @@ def evaluate(
         cache_dir: where Gatys results are read from and written to (None: always optimise).
         frontier: run Gatys at every style:content ratio the networks were trained at (from
             their metadata) and draw both as style-vs-content curves (``frontier.png``).
+        on_gatys_step: ``(what, step, steps)`` after each L-BFGS step of a Gatys run (a progress bar;
+            a cached result makes no calls).
 
     Returns:
         the report as a dict: per photo and mean scores by method (the labels, then ``gatys``),
@@ -404,7 +415,11 @@ def evaluate(
         for label, config in gatys_configs.items():
             if progress:
                 progress(f"{label} on {path.name}")
-            run = cached_gatys(photo, style, judge.vgg, config, cache_dir)
+
+            def follow(step: int, _loss: float, what: str = f"{label} on {path.name}", n: int = config.steps) -> None:
+                on_gatys_step(what, step, n)
+
+            run = cached_gatys(photo, style, judge.vgg, config, cache_dir, on_step=follow if on_gatys_step else None)
             entry["gatys_cached"] = entry.get("gatys_cached", True) and run.cached
             entry[label] = asdict(judge.score(run.image, photo, run.ms))
             if run.trace and config == base:  # at the objective's own weights: the trace reads in its units

@@ -207,3 +207,27 @@ def test_evaluate_reports_the_gatys_steps_a_network_is_worth(tmp_path, tiny_ckpt
     assert f"reaches its objective after {n if n < 8 else 'over 8'} L-BFGS steps" in capsys.readouterr().out
     assert main([*args, "-o", str(tmp_path / "b")]) == 0  # from the cache: the trace came with it
     assert json.loads((tmp_path / "b" / "report.json").read_text())["photos"][0]["gatys_steps_matched"][net] == n
+
+
+def test_evaluate_follows_each_gatys_run_step_by_step(tmp_path, tiny_ckpt):
+    from fastnst.evaluate import evaluate
+    from fastnst.optimize import GatysConfig
+    from fastnst.stylize.stylizer import Stylizer
+
+    photos = [write_photo(tmp_path / "p" / f"{i}.png", size=(40, 30), seed=i) for i in range(2)]
+    style = write_photo(tmp_path / "style.png", seed=7)
+    calls = []
+
+    def run(out):
+        evaluate(Stylizer.from_checkpoint(tiny_ckpt), style, photos, tmp_path / out, size=40, style_size=40,
+                 compare_optimize=True, optimize_config=GatysConfig(steps=4), cache_dir=tmp_path / "c",
+                 on_gatys_step=lambda *call: calls.append(call))  # fmt: skip
+
+    run("a")
+    for photo in photos:  # one run per photo, counted up to its steps
+        steps = [step for what, step, n in calls if what == f"gatys on {photo.name}" and n == 4]
+        assert steps[0] >= 1 and steps[-1] == 4 and steps == sorted(steps)
+    assert {what for what, _, _ in calls} == {f"gatys on {photo.name}" for photo in photos}
+    calls.clear()
+    run("b")
+    assert calls == []  # cached: nothing ran
