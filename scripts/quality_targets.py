@@ -31,7 +31,8 @@ def table(reports: list[dict], targets: QualityTargets) -> str:
             _, r = gatys_ratios(report, method)
             misses = targets.unmet(r)
             cells = [
-                f"`{method}` ({report['style']})", str(len(report["photos"])), str(steps),
+                f"`{method}`" + ("" if method == report["style"] else f" ({report['style']})"),
+                str(len(report["photos"])), str(steps),
                 f"{r['style_distance']:.2f}x", *(f"{r['layers'][layer]:.2f}x" for layer in layers),
                 f"{r['content_distance']:.2f}x", f"{r['colour_kept']:.2f}x", f"{r['objective']:.2f}x",
                 ", ".join(misses) or "all met",
