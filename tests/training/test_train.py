@@ -211,9 +211,10 @@ def test_gatys_loss_preset_is_the_evaluate_objective(shipped_cfg):
         "relu4_1": 1.0,
         "relu5_1": 1.0,
     }
-    for name in ("woman_with_a_hat", "great_wave"):
-        fine = shipped_cfg("experiment=finetune", f"style={name}")
-        assert dict(fine.loss.style_layers) == {**GatysConfig().style_layers, "relu1_1": 3.0, "relu2_1": 3.0}
+    wave = shipped_cfg("experiment=finetune", "style=great_wave")
+    assert dict(wave.loss.style_layers) == {**GatysConfig().style_layers, "relu1_1": 5.0, "relu2_1": 5.0}
+    hat = shipped_cfg("experiment=finetune", "style=woman_with_a_hat")
+    assert dict(hat.loss.style_layers) == {**GatysConfig().style_layers, "relu1_1": 3.0, "relu2_1": 3.0}
     udnie = shipped_cfg("experiment=finetune", "style=udnie")  # its one weak layer alone
     assert dict(udnie.loss.style_layers) == {**GatysConfig().style_layers, "relu2_1": 3.0}
     assert (
