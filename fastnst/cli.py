@@ -347,15 +347,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # One bar per Gatys run (minutes each on a CPU); messages print above it.
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TimeRemainingColumn(), console=Console(stderr=True), transient=True)  # fmt: skip
-        tasks: dict[str, object] = {}
+        task = bar.add_task("", total=None, visible=False)  # reset for each Gatys run in turn
 
         def on_gatys_step(what: str, step: int, steps: int) -> None:
-            if what not in tasks:
-                for done in tasks.values():
-                    bar.remove_task(done)
-                tasks.clear()
-                tasks[what] = bar.add_task(what, total=steps)
-            bar.update(tasks[what], completed=step)
+            if bar.tasks[0].description != what:
+                bar.reset(task, total=steps, description=what, visible=True)
+            bar.update(task, completed=step)
 
         with bar:
             report = evaluate(
