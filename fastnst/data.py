@@ -6,6 +6,7 @@ import fnmatch
 import itertools
 import os
 import random
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -194,9 +195,46 @@ class StreamSampler(Sampler):
         return itertools.islice(self.keys(), self.start, None)  # skipping is cheap: keys only, no images
 
 
+def is_held_out(path: Path, root: Path, share: float) -> bool:
+    """Whether ``path`` belongs to the held-out ``share`` of ``root``'s files: decided by a hash of its
+    path relative to ``root``, so the split is the same on every machine and for every file list."""
+    key = path.relative_to(root).as_posix().encode()
+    return zlib.crc32(key) % 10_000 < round(share * 10_000)
+
+
+def split_held_out(files: list[Path], root: str | Path, share: float) -> tuple[list[Path], list[Path]]:
+    """(kept for training, held out) by :func:`is_held_out`; a share of 0 holds nothing out."""
+    root = Path(root).expanduser()
+    held = [p for p in files if share > 0 and is_held_out(p, root, share)]
+    return [p for p in files if p not in set(held)], held
+
+
+class PairedDataset(Dataset):
+    """A photo and a painting per item: the photo by the key, the painting drawn from ``(seed, key)``.
+
+    Returns (per item): dict with ``image`` (the photo crop), ``painting`` (a painting crop) and
+    ``skipped`` (both datasets' reports of unreadable files).
+    """
+
+    def __init__(self, photos: ImageFolderDataset, paintings: ImageFolderDataset, seed: int = 0):
+        self.photos, self.paintings, self.seed = photos, paintings, seed
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        painting = item_rng(self.seed + 1, epoch, index).randrange(len(self.paintings))
+        photo, art = self.photos[(epoch, index)], self.paintings[(epoch, painting)]
+        return {"image": photo["image"], "painting": art["image"], "skipped": photo["skipped"] + art["skipped"]}
+
+
 def collate(items: list[dict]) -> dict:
-    """Stack images and gather the skipped-file reports of a batch."""
-    return {
+    """Stack images (and paintings, when the items have them) and gather the skipped-file reports."""
+    batch = {
         "image": torch.stack([item["image"] for item in items]),  # (B, 3, S, S)
         "skipped": [reason for item in items for reason in item["skipped"]],
     }
+    if "painting" in items[0]:
+        batch["painting"] = torch.stack([item["painting"] for item in items])  # (B, 3, P, P)
+    return batch

@@ -129,7 +129,8 @@ class PerceptualLoss(nn.Module):
 
     Args:
         vgg: the frozen feature network; must tap every content and style layer.
-        style_image: (1, 3, H, W) RGB in [0, 1].
+        style_image: (1, 3, H, W) RGB in [0, 1]; None when every call gives its own ``style_grams``
+            (a network that takes any painting).
         content_layers: taps for the content loss.
         style_layers: tap name to per-layer weight.
         content_weight, style_weight, tv_weight: weights of the three terms.
@@ -139,7 +140,7 @@ class PerceptualLoss(nn.Module):
     def __init__(
         self,
         vgg: VGGFeatures,
-        style_image: torch.Tensor,
+        style_image: torch.Tensor | None,
         content_layers: list[str],
         style_layers: Mapping[str, float],
         content_weight: float = 1.0,
@@ -153,19 +154,29 @@ class PerceptualLoss(nn.Module):
         self.style_layers = dict(style_layers)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         self.colour_weight = colour_weight
-        with torch.no_grad():
-            feats = vgg(style_image)
-        for name in self.style_layers:
-            self.register_buffer(f"gram_{name}", gram_matrix(feats[name]), persistent=False)
+        if style_image is not None:
+            with torch.no_grad():
+                feats = vgg(style_image)
+            for name in self.style_layers:
+                self.register_buffer(f"gram_{name}", gram_matrix(feats[name]), persistent=False)
 
     def style_grams(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, f"gram_{name}") for name in self.style_layers}
 
-    def forward(self, stylized: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+    @torch.no_grad()
+    def painting_grams(self, paintings: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Each painting's Grams at the style layers (B, C, C), and its features (for a style predictor)."""
+        feats = self.vgg(paintings)
+        return {name: gram_matrix(feats[name]) for name in self.style_layers}, feats
+
+    def forward(
+        self, stylized: torch.Tensor, content: torch.Tensor, style_grams: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Return the weighted terms and their sum.
 
         Shape:
             - stylized, content: (B, 3, H, W) in [0, 1].
+            - style_grams: tap name to (B, C, C), one painting per image (default: the style image's).
 
         Returns:
             dict with ``content_loss``, ``style_loss``, ``tv_loss``, ``colour_loss`` when its
@@ -177,7 +188,7 @@ class PerceptualLoss(nn.Module):
             content_targets = {name: feats[name][b:] for name in self.content_layers}
         out_feats = {name: f[:b] for name, f in feats.items()}
         c_loss = sum(content_loss(out_feats[n], content_targets[n].detach()) for n in self.content_layers)
-        s_loss = style_loss(out_feats, self.style_grams(), self.style_layers)
+        s_loss = style_loss(out_feats, style_grams or self.style_grams(), self.style_layers)
         t_loss = tv_loss(stylized)
         terms = {
             "content_loss": self.content_weight * c_loss,

@@ -28,6 +28,9 @@ class StyleSamples(L.Callback):
         if self._images is None:
             images, skipped = trainer.datamodule.val_images()
             self._images = images[: self.max_images]
+            if getattr(module, "arbitrary", False) and getattr(trainer.datamodule, "val_paintings", None):
+                module.sample_paintings, more = trainer.datamodule.val_painting_images(self.max_images)
+                skipped = [*skipped, *more]
             if hasattr(module, "note_skipped"):
                 module.note_skipped(skipped)
         was_training = module.training
@@ -36,7 +39,7 @@ class StyleSamples(L.Callback):
             content = self._images.to(module.device)
             rows = module.samples(content)  # the photos, then one row per style
         module.train(was_training)
-        grid = make_grid(rows.cpu(), nrow=len(content))  # (3, H, W)
+        grid = make_grid(rows.cpu(), nrow=module.sample_columns(len(content)))  # (3, H, W)
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_image"):

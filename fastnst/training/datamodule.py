@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from fastnst.data import ImageFolderDataset, StreamSampler, collate, find_images
+from fastnst.data import ImageFolderDataset, PairedDataset, StreamSampler, collate, find_images, split_held_out
 
 
 class ImageFolderDataModule(L.LightningDataModule):
@@ -36,6 +36,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         scale_jitter: the short side is resized to between ``image_size`` and this
             multiple of it before cropping (1.0: always ``image_size``).
         flip: random horizontal flips.
+        style_root: a folder of paintings (searched recursively) for a network that takes any
+            painting: each photo is paired with a random crop of a painting drawn from it.
+        style_image_size: side of the painting crops.
+        style_scale_jitter: as ``scale_jitter``, for the paintings.
+        style_held_out: share of the paintings held out of training (by a hash of their path, see
+            :func:`fastnst.data.split_held_out`); the first ``num_val_images`` of them pair with the
+            validation photos in the sample grid.
     """
 
     def __init__(
@@ -53,14 +60,21 @@ class ImageFolderDataModule(L.LightningDataModule):
         exclude: Sequence[str] = (),
         scale_jitter: float = 1.0,
         flip: bool = False,
+        style_root: str | None = None,
+        style_image_size: int = 256,
+        style_scale_jitter: float = 1.25,
+        style_held_out: float = 0.05,
     ):
         super().__init__()
         self.root, self.image_size, self.batch_size = root, image_size, batch_size
         self.num_workers, self.num_val_images, self.draft, self.seed = num_workers, num_val_images, draft, seed
         self.exclude, self.scale_jitter, self.flip = list(exclude), scale_jitter, flip
         self.pin_memory, self.persistent_workers, self.prefetch_factor = pin_memory, persistent_workers, prefetch_factor
-        self.train_set: ImageFolderDataset | None = None
+        self.style_root, self.style_image_size = style_root, style_image_size
+        self.style_scale_jitter, self.style_held_out = style_scale_jitter, style_held_out
+        self.train_set: ImageFolderDataset | PairedDataset | None = None
         self.val_set: ImageFolderDataset | None = None
+        self.val_paintings: ImageFolderDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -75,6 +89,18 @@ class ImageFolderDataModule(L.LightningDataModule):
         # The other files follow the validation ones so that an unreadable one falls back to a good photo.
         self.val_set = ImageFolderDataset(files, self.image_size, train=False, draft=self.draft)
         self.num_val = len(val)
+        if self.style_root:
+            self._setup_paintings()
+
+    def _setup_paintings(self) -> None:
+        paintings = find_images(self.style_root)
+        train, held = split_held_out(paintings, self.style_root, self.style_held_out)
+        options = {"draft": self.draft, "seed": self.seed, "flip": self.flip}
+        art = ImageFolderDataset(train or paintings, self.style_image_size, True, **options,
+                                 scale_jitter=self.style_scale_jitter)  # fmt: skip
+        self.train_set = PairedDataset(self.train_set, art, self.seed)
+        self.val_paintings = ImageFolderDataset(held or paintings, self.style_image_size, train=False, draft=self.draft)
+        self.num_paintings, self.num_held_out = len(art), len(held)
 
     def _loader_options(self) -> dict:
         workers = self.num_workers
@@ -97,4 +123,9 @@ class ImageFolderDataModule(L.LightningDataModule):
     def val_images(self) -> tuple[torch.Tensor, list[str]]:
         """The fixed validation crops (N, 3, S, S) and the reasons of any files skipped."""
         batch = collate([self.val_set[i] for i in range(max(1, self.num_val))])
+        return batch["image"], batch["skipped"]
+
+    def val_painting_images(self, count: int) -> tuple[torch.Tensor, list[str]]:
+        """The first ``count`` held-out paintings, centre-cropped (N, 3, P, P), and any files skipped."""
+        batch = collate([self.val_paintings[i] for i in range(min(count, len(self.val_paintings)))])
         return batch["image"], batch["skipped"]

@@ -12,6 +12,7 @@ from torch import nn
 
 from fastnst.io import file_sha256, load_image
 from fastnst.losses import PerceptualLoss
+from fastnst.models.arbitrary import STYLE_TAPS, painting_statistics, prepare_painting
 from fastnst.models.registry import build_network
 from fastnst.models.vgg import VGGFeatures
 
@@ -33,7 +34,7 @@ class StyleTransferModule(L.LightningModule):
             side the painting is resized to before its Grams are taken).
         loss: ``vgg`` (:class:`VGGFeatures` options), ``content_layers``, ``style_layers`` (tap to
             weight), ``content_weight``, ``style_weight``, ``tv_weight``, ``colour_weight`` (0: off).
-        optim: Adam ``lr``; ``lr_decay_gamma`` multiplies it every ``lr_decay_every`` steps (1.0: off).
+        optim: Adam ``lr`` (``predictor_lr`` for an any-painting network's style predictor); ``lr_decay_gamma`` multiplies it every ``lr_decay_every`` steps (1.0: off).
         runtime: ``channels_last`` memory format, ``compile`` the network's forward.
         styles: for a multi-style network (``arch: johnson_multi``), one ``style``-like dict per style
             (in the network's order); each batch trains one of them, drawn from the seed and the step.
@@ -62,33 +63,33 @@ class StyleTransferModule(L.LightningModule):
         )
         spec = dict(net)
         self.net = build_network(spec.pop("arch", "johnson"), spec)
-        self.multi = getattr(self.net, "styles", None) is not None
-        if self.multi and len(styles or []) != len(self.net.styles):
-            raise ValueError(f"a multi-style network of {len(self.net.styles)} styles needs as many style presets")
+        self.arbitrary = self.net.arch == "johnson_arbitrary"
+        self.multi = self.net.arch == "johnson_multi"
+        if (self.multi or self.arbitrary) and len(styles or []) != len(self.net.styles):
+            raise ValueError(f"a network of {len(self.net.styles)} named styles needs as many style presets")
         if runtime["channels_last"]:
             self.net.to(memory_format=torch.channels_last)
         content_layers, style_layers = list(loss["content_layers"]), dict(loss["style_layers"])
-        vgg = VGGFeatures(list(dict.fromkeys([*content_layers, *style_layers])), **dict(loss.get("vgg") or {}))
+        taps = [*content_layers, *style_layers, *(STYLE_TAPS if self.arbitrary else ())]
+        vgg = VGGFeatures(list(dict.fromkeys(taps)), **dict(loss.get("vgg") or {}))
+        if self.arbitrary:
+            self.net.load_vgg(vgg.features)  # the style predictor sees what the loss network sees
         # Kept out of the module tree: the frozen VGG is neither saved nor trained.
-        run_styles = styles if self.multi else [style]
+        run_styles = list(styles or []) if self.multi or self.arbitrary else [style]
+        weights = [loss["content_weight"], loss["style_weight"], loss["tv_weight"], loss.get("colour_weight", 0.0)]
         self._perceptual = [
-            PerceptualLoss(
-                vgg,
-                load_image(s["image"], s.get("size")),
-                content_layers,
-                style_layers,
-                loss["content_weight"],
-                loss["style_weight"],
-                loss["tv_weight"],
-                loss.get("colour_weight", 0.0),
-            )
+            PerceptualLoss(vgg, load_image(s["image"], s.get("size")), content_layers, style_layers, *weights)
             if s.get("image")
             else None  # a style this run does not train (add_style): its painting is not needed
-            for s in run_styles
+            for s in ([] if self.arbitrary else run_styles)
         ]
+        if self.arbitrary:  # every batch brings its own paintings' Grams
+            self._perceptual = [PerceptualLoss(vgg, None, content_layers, style_layers, *weights)]
+        self.sample_paintings: torch.Tensor | None = None  # held-out paintings for the sample grid
         # The paintings as this run learns them, hashed once: a file changed later cannot pass for them.
         self.painting_sha256 = {s["name"]: file_sha256(s["image"]) for s in run_styles if s.get("image")}
         self.train_styles = list(train_styles) if train_styles else list(range(len(self._perceptual)))
+        self.run_styles = run_styles
         if self.multi and train_styles:
             self._train_only_style_rows(self.train_styles)
         self.draw_weights = [float(draw_weights[i]) for i in self.train_styles] if draw_weights else None
@@ -118,6 +119,20 @@ class StyleTransferModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["fastnst_info"] = self.run_info()  # plain values: loads under weights_only=True
+        if self.arbitrary:  # the named styles' embeddings as the predictor now makes them
+            self.refresh_stored_styles()
+            checkpoint["state_dict"]["net.style_embeddings"] = self.net.style_embeddings.detach().clone()
+
+    def embed_paintings(self, presets: list[dict]) -> torch.Tensor:
+        """Embeddings (S, E) of style presets' paintings, as the network's predictor makes them now."""
+        paintings = [prepare_painting(load_image(s["image"])).to(self.device) for s in presets]
+        return torch.cat([self.net.embed(p) for p in paintings]) if paintings else torch.zeros(0, 1)
+
+    def refresh_stored_styles(self) -> None:
+        """Recompute the stored embeddings of the named styles from their paintings."""
+        if self.run_styles:
+            with torch.no_grad():
+                self.net.style_embeddings.copy_(self.embed_paintings(self.run_styles))
 
     @property
     def perceptual(self) -> PerceptualLoss:
@@ -130,13 +145,13 @@ class StyleTransferModule(L.LightningModule):
         return loss
 
     def style_names(self) -> list[str]:
-        return list(self.net.styles) if self.multi else [self.hparams.style["name"]]
+        return list(self.net.styles) if self.multi or self.arbitrary else [self.hparams.style["name"]]
 
     def forward(self, images: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Stylize (B, 3, H, W) images in [0, 1]; ``weights`` (B, S) for a multi-style network."""
         if self.hparams.runtime["channels_last"]:
             images = images.contiguous(memory_format=torch.channels_last)
-        return self._forward(images) if not self.multi else self._forward(images, weights)
+        return self._forward(images, weights) if self.multi or self.arbitrary else self._forward(images)
 
     def one_hot(self, index: int, batch: int) -> torch.Tensor:
         weights = torch.zeros(batch, len(self.net.styles), device=self.device)
@@ -144,11 +159,32 @@ class StyleTransferModule(L.LightningModule):
         return weights
 
     def samples(self, content: torch.Tensor) -> torch.Tensor:
-        """The photos, then one row per style: (B * (1 + styles), 3, H, W) for a sample grid."""
+        """The photos, then one row per style: (B * (1 + styles), 3, H, W) for a sample grid.
+
+        An any-painting network: a row per held-out painting (``sample_paintings``), the painting first
+        (B' = B + 1 columns, the photos' row starting blank)."""
+        if self.arbitrary and self.sample_paintings is not None:
+            paintings = self.sample_paintings.to(self.device)
+            paintings = torch.nn.functional.interpolate(paintings, size=content.shape[-2:], mode="area")
+            rows = [torch.cat([torch.ones_like(content[:1]), content])]
+            for painting in paintings:
+                stylized = self(content, self.net.embed(painting.unsqueeze(0)).expand(len(content), -1)).float()
+                rows.append(torch.cat([painting.unsqueeze(0), stylized]))
+            return torch.cat(rows)
+        if self.arbitrary:  # no held-out paintings: the stored styles
+            self.refresh_stored_styles()
+            rows = [
+                self(content, embedding.expand(len(content), -1)).float() for embedding in self.net.style_embeddings
+            ]
+            return torch.cat([content, *rows])
         if not self.multi:
             return torch.cat([content, self(content).float()])
         rows = [self(content, self.one_hot(i, len(content))).float() for i in range(len(self.net.styles))]
         return torch.cat([content, *rows])
+
+    def sample_columns(self, photos: int) -> int:
+        """Columns of the :meth:`samples` grid: the photos, and the painting before them when shown."""
+        return photos + int(self.arbitrary and self.sample_paintings is not None)
 
     def draw_style(self, step: int) -> int:
         """The style of this step's batch: from the step, so a resumed run draws the same ones."""
@@ -160,9 +196,12 @@ class StyleTransferModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         self.note_skipped(batch.get("skipped", []))
         content = batch["image"]  # (B, 3, S, S)
-        index = self.draw_style(self.global_step)
-        stylized = self(content, self.one_hot(index, len(content)) if self.multi else None)
-        terms = self.perceptual_for(index)(stylized, content)
+        if self.arbitrary:
+            index, terms = 0, self.arbitrary_terms(content, batch["painting"])
+        else:
+            index = self.draw_style(self.global_step)
+            stylized = self(content, self.one_hot(index, len(content)) if self.multi else None)
+            terms = self.perceptual_for(index)(stylized, content)
         loss = terms["loss"]
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -180,6 +219,13 @@ class StyleTransferModule(L.LightningModule):
             self.log("data/skipped_files", float(len(self.skipped_files)), reduce_fx="max")
         return loss
 
+    def arbitrary_terms(self, content: torch.Tensor, paintings: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss terms of an any-painting network: each photo against its own painting (B, 3, P, P)."""
+        perceptual = self.perceptual_for(0)
+        grams, features = perceptual.painting_grams(paintings)
+        embedding = self.net.embed_statistics(painting_statistics(features))  # (B, E), trains the predictor
+        return perceptual(self(content, embedding), content, grams)
+
     def note_skipped(self, reasons: list[str]) -> None:
         """Warn once per unreadable file; the count goes to TensorBoard as data/skipped_files."""
         for reason in reasons:
@@ -189,7 +235,12 @@ class StyleTransferModule(L.LightningModule):
 
     def configure_optimizers(self):
         optim = self.hparams.optim
-        optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=optim["lr"])
+        trained = [(name, p) for name, p in self.net.named_parameters() if p.requires_grad]
+        predictor = [p for name, p in trained if name.startswith("style_predictor.")]
+        groups = [{"params": [p for name, p in trained if not name.startswith("style_predictor.")]}]
+        if predictor:  # Adam moves each of its 1,920 inputs' weights by about lr a step, all in step
+            groups.append({"params": predictor, "lr": optim.get("predictor_lr") or optim["lr"]})
+        optimizer = torch.optim.Adam(groups, lr=optim["lr"])
         gamma, every = optim.get("lr_decay_gamma", 1.0), max(1, int(optim.get("lr_decay_every", 10_000)))
         if math.isclose(gamma, 1.0):
             return optimizer
@@ -197,5 +248,7 @@ class StyleTransferModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def transformer(self) -> nn.Module:
-        """The bare network (never the compiled wrapper) for export."""
+        """The bare network (never the compiled wrapper) for export, its stored styles up to date."""
+        if self.arbitrary:
+            self.refresh_stored_styles()
         return self.net

@@ -205,7 +205,7 @@ def load_initial_network(cfg: DictConfig, resuming: bool = False):
     want = {key: cfg.model.get(key) for key in have}
     if "styles" in want and want["styles"] is not None:
         want["styles"] = list(want["styles"])
-    if have != want and not grows(have, want):
+    if have != want and not grows(have, want) and not conditions(have, want):
         overrides = " ".join(f"model.{k}={v}" for k, v in have.items() if want.get(k) != v)
         raise ConfigError(f"init_from={loaded.path}: its network is {have} but the model is {want}; add {overrides}")
     return loaded
@@ -222,7 +222,16 @@ def grows(have: dict, want: dict) -> bool:
     return all(have[k] == want[k] for k in have if k not in keys)
 
 
-def apply_initial_network(loaded, module, load_weights: bool = True) -> None:
+def conditions(have: dict, want: dict) -> bool:
+    """Whether ``want`` is an any-painting network that starts from ``have``, a multi-style one of its shape."""
+    shape = ("width", "num_residual_blocks", "input_skip")
+    return (
+        have.get("arch") == "johnson_multi" and want.get("arch") == "johnson_arbitrary"
+        and all(have.get(k) == want.get(k) for k in shape)
+    )  # fmt: skip
+
+
+def apply_initial_network(loaded, module, load_weights: bool = True, cfg: DictConfig | None = None) -> None:
     """Start ``module`` from ``loaded``'s weights (fine-tuning; the optimiser starts fresh).
 
     A resumed fine-tune already holds its weights (``load_weights=False``) but
@@ -232,7 +241,15 @@ def apply_initial_network(loaded, module, load_weights: bool = True) -> None:
 
     if load_weights:
         state = loaded.net.state_dict()
-        if network_spec(loaded.net) == network_spec(module.net):
+        if getattr(module, "arbitrary", False) and loaded.net.arch == "johnson_multi":
+            presets = [style_preset(cfg, name) for name in loaded.net.styles]
+            module.net.init_from_multi_style(loaded.net, module.embed_paintings(presets))
+            print(
+                f"init_from={loaded.path.name}: its convolutions, and norm maps that paint its "
+                f"{len(presets)} styles from their paintings",
+                file=sys.stderr,
+            )
+        elif network_spec(loaded.net) == network_spec(module.net):
             module.net.load_state_dict(state)
         else:  # wider, deeper or skipping (model.width, .num_residual_blocks, .input_skip), drawing the same
             blocks, ratio = module.net.load_smaller(state)
@@ -284,6 +301,8 @@ def build_module(cfg: DictConfig, train_styles: list[int] | None = None):
     groups["style"]["image"] = str(Path(groups["style"]["image"]).expanduser())
     groups["loss"].pop("name", None)
     net = OmegaConf.to_container(cfg.model, resolve=True)
+    if net.get("arch") == "johnson_arbitrary":  # the stored styles' paintings
+        groups["styles"] = [style_preset(cfg, n) for n in net["styles"]]
     if net.get("arch") == "johnson_multi":
         names = list(net["styles"])
         chosen = train_styles if train_styles is not None else range(len(names))
@@ -380,7 +399,7 @@ def train(cfg: DictConfig) -> dict:
     if initial is not None:
         if train_styles is not None and resumed is None:
             grow_into(initial, module)
-        apply_initial_network(initial, module, load_weights=resumed is None and train_styles is None)
+        apply_initial_network(initial, module, load_weights=resumed is None and train_styles is None, cfg=cfg)
     module.note_skipped(datamodule.val_images()[1])  # unreadable validation photos are reported too
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if not cfg.get("export", True):
