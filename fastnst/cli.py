@@ -400,19 +400,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.ckpt] if args.ckpt else default_checkpoints()
     if not paths:
         return fail("no networks to serve: give --ckpt FILE ... or run from a folder with checkpoints/*.safetensors")
-    stylizers = {}
+    from fastnst.backends.torch_backend import pick_device
+    from fastnst.serve.warmup import switch_in_background
+
+    # auto on a CPU: serve on torch fp32 at once, measure and switch in the background
+    later = args.backend == "auto" and args.precision in (None, "auto") and pick_device(args.device).type == "cpu"
+    stylizers, sources = {}, {}
     try:
         for path in paths:
-            stylizer = Stylizer.from_checkpoint(path, backend=args.backend, device=args.device,
-                                                precision=args.precision, recalibrate=args.recalibrate)  # fmt: skip
+            stylizer = Stylizer.from_checkpoint(
+                path, backend="torch" if later else args.backend, device=args.device,
+                precision="fp32" if later else args.precision, recalibrate=args.recalibrate,
+            )  # fmt: skip
             name = stylizer.style if stylizer.style not in stylizers else path.stem
-            stylizers[name] = stylizer
+            stylizers[name], sources[name] = stylizer, path
     except (CheckpointError, BackendError, ValueError, ImportError) as exc:
         return fail(str(exc))
+    status = switch_in_background(stylizers, sources, recalibrate=args.recalibrate)[0] if later else None
     limits = Limits(max_pixels=int(args.max_megapixels * 1e6), max_upload_bytes=int(args.max_upload_mb * 2**20))
-    app = create_app(stylizers, limits, max_batch=args.max_batch, max_wait_ms=args.batch_wait_ms)
+    app = create_app(stylizers, limits, max_batch=args.max_batch, max_wait_ms=args.batch_wait_ms, warmup=status)
     first = next(iter(stylizers.values()))
     how = first.choice.describe() + ", auto" if first.choice else first.backend.describe()
+    how += "; measuring the backends in the background" if later else ""
     print(f"serving {', '.join(stylizers)} on http://{args.host}:{args.port} ({first.device.type}, {how}); "
           f"API at http://{args.host}:{args.port}/docs", flush=True)  # fmt: skip
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -53,7 +53,7 @@ def test_output_matches_api(tmp_path, tiny_ckpt, capsys):
     photo = write_photo(tmp_path / "p.png", size=(40, 30))
     code, _, _ = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "--output", tmp_path / "o.png")
     assert code == 0
-    expected = Stylizer.from_checkpoint(tiny_ckpt, device="cpu").stylize(Image.open(photo))
+    expected = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu").stylize(Image.open(photo))
     got = Image.open(tmp_path / "o.png")
     assert (pil_to_tensor(got) - pil_to_tensor(expected)).abs().max() <= 1 / 255 + 1e-6
 
@@ -146,9 +146,9 @@ def test_export_formats_match_pytorch(tmp_path, tiny_ckpt, capsys, fmt):
     code, out, err = run(capsys, "export", "--ckpt", tiny_ckpt, "--format", fmt, "-o", target)
     assert code == 0, err
     x = torch.rand(2, 3, 36, 52)
-    reference = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32").stylize_tensor(x)
+    reference = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="fp32").stylize_tensor(x)
     if fmt == "safetensors":
-        got = Stylizer.from_checkpoint(target, device="cpu", precision="fp32").stylize_tensor(x)
+        got = Stylizer.from_checkpoint(target, backend="torch", device="cpu", precision="fp32").stylize_tensor(x)
     elif fmt == "torchscript":
         got = torch.jit.load(str(target))(x)
     else:
@@ -169,7 +169,7 @@ def test_half_export_is_half_the_file_and_within_one_8bit_level(tmp_path, tiny_c
     assert code == 0 and "fp16" in out, err
     assert half.stat().st_size < 0.6 * full.stat().st_size
     x = torch.rand(1, 3, 40, 48)
-    a, b = (Stylizer.from_checkpoint(p, device="cpu", precision="fp32").stylize_tensor(x) for p in (full, half))
+    a, b = (Stylizer.from_checkpoint(p, backend="torch", device="cpu", precision="fp32").stylize_tensor(x) for p in (full, half))
     assert 0 < (a - b).abs().max().item() < 1 / 255
     assert load_network(half).info == load_network(full).info
     code, _, err = run(capsys, "export", "--ckpt", tiny_ckpt, "--format", "onnx", "--half", "-o", tmp_path / "n.onnx")

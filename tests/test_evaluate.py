@@ -219,7 +219,7 @@ def test_evaluate_follows_each_gatys_run_step_by_step(tmp_path, tiny_ckpt):
     calls = []
 
     def run(out):
-        evaluate(Stylizer.from_checkpoint(tiny_ckpt), style, photos, tmp_path / out, size=40, style_size=40,
+        evaluate(Stylizer.from_checkpoint(tiny_ckpt, backend="torch"), style, photos, tmp_path / out, size=40, style_size=40,
                  compare_optimize=True, optimize_config=GatysConfig(steps=4), cache_dir=tmp_path / "c",
                  on_gatys_step=lambda *call: calls.append(call))  # fmt: skip
 

@@ -74,10 +74,13 @@ def thumbnail(stylizer, side: int = 96, style: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def create_app(stylizers: dict, limits: Limits | None = None, max_batch: int = 8, max_wait_ms: float = 5.0) -> FastAPI:
+def create_app(
+    stylizers: dict, limits: Limits | None = None, max_batch: int = 8, max_wait_ms: float = 5.0, warmup=None
+) -> FastAPI:
     """The FastAPI app serving ``stylizers`` (name -> :class:`~fastnst.stylize.stylizer.Stylizer`).
 
-    A multi-style network contributes each of its styles under its own name.
+    A multi-style network contributes each of its styles under its own name. ``warmup``: a
+    :class:`~fastnst.serve.warmup.WarmupStatus` while the backends are measured in the background.
     """
     limits = limits or Limits()
     entries: dict[str, tuple] = {}  # style name -> (stylizer, style within a multi-style network or None)
@@ -130,10 +133,11 @@ def create_app(stylizers: dict, limits: Limits | None = None, max_batch: int = 8
 
     @app.get("/healthz")
     async def health() -> dict:
-        """200 while serving: the device, the backend and the loaded styles."""
+        """200 while serving: the device, the backend, whether it is still being measured, the styles."""
         first = next(iter(stylizers.values()))
         return {
             "status": "ok", "device": str(first.device), "backend": first.backend.describe(),
+            "measuring": bool(warmup and warmup.measuring), "backend_note": warmup.message if warmup else "",
             "styles": list(entries), "forward_passes": batcher.forward_passes, "images": batcher.images,
         }  # fmt: skip
 

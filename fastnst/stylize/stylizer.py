@@ -61,7 +61,7 @@ class Stylizer:
     def from_checkpoint(
         cls,
         path: str | Path,
-        backend: str = "torch",
+        backend: str = "auto",
         device: str = "auto",
         precision: str | None = None,
         compile: bool = False,
@@ -73,9 +73,9 @@ class Stylizer:
         """Load a ``.safetensors`` export, a Lightning ``.ckpt`` or an ``.onnx`` file (never executes code).
 
         Args:
-            backend: ``torch``, ``onnxruntime`` (CPU, fp32), ``openvino`` (CPU, fp32/bf16/int8), or
-                ``auto``: on a CPU the fastest installed backend and precision, measured on this machine
-                on first use (:mod:`fastnst.backends.auto`); on a GPU torch in fp16.
+            backend: ``auto`` (default, as the command line): on a CPU the fastest installed backend and
+                precision, measured once on this machine (:mod:`fastnst.backends.auto`); on a GPU torch
+                in fp16. Or ``torch``, ``onnxruntime`` (CPU, fp32), ``openvino`` (CPU, fp32/bf16/int8).
             device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
             precision: ``fp32``, ``bf16``, ``fp16``, ``int8``, or ``auto`` (measured); None: ``auto``
                 with ``backend="auto"``, else fp16 on GPUs and fp32 on CPUs.
@@ -144,6 +144,16 @@ class Stylizer:
         stylizer = cls(runner, loaded.style, loaded.info)
         stylizer.choice = choice
         return stylizer
+
+    def switch_to(self, backend: Backend, choice=None) -> None:
+        """Run on ``backend`` from the next pass on (one attribute swap: a pass under way ends on the old one).
+
+        Raises:
+            BackendError: ``backend`` runs another network (other styles) or on another device.
+        """
+        if backend.styles != self.styles or backend.device != self.device:
+            raise BackendError(f"cannot switch {self.style!r} to {backend.describe()}: another network or device")
+        self.backend, self.choice = backend, choice
 
     @property
     def device(self) -> torch.device:

@@ -1,8 +1,10 @@
 """``trainer=cpu`` precision: bf16 only where a measured training step is faster than fp32 here.
 
 CPU flags mislead: on AMD EPYC (Zen 4/5) a bf16 step was about 2x faster than fp32, on an Intel
-Xeon with AVX512-BF16 1.3x slower. The measurement (a small network's forward and backward pass
-in each precision, a second or two) is cached per CPU model and torch version.
+Xeon with AVX512-BF16 1.3x slower, and on a CPU without bf16 instructions (Zen 3) 18x slower. The
+measurement (a small network's forward and backward pass in each precision, a second or two) follows
+the rule of ``--backend auto`` (:mod:`fastnst.backends.auto`): an emulated precision is not run, a
+clearly slower one stops after a step; it is cached per machine like the backends' timings.
 """
 
 from __future__ import annotations
@@ -51,19 +53,38 @@ def measure_training_step(precision: str, steps: int = 3, size: int = 96) -> flo
     return 1000 * (time.perf_counter() - start) / steps
 
 
+def measure_precisions() -> dict[str, float]:
+    """ms per training step in each precision this CPU runs in hardware, fp32 first; a precision the
+    CPU would emulate is not run, and one whose first step is already over twice fp32's stops there."""
+    from fastnst.backends.auto import SLOWER_THAN_BEST
+    from fastnst.backends.machine import emulated_precisions
+
+    timings = {"32-true": measure_training_step("32-true")}
+    if "bf16" not in emulated_precisions():
+        first = measure_training_step("bf16-mixed", steps=1)
+        slow = first > SLOWER_THAN_BEST * timings["32-true"]
+        timings["bf16-mixed"] = first if slow else measure_training_step("bf16-mixed")
+    return timings
+
+
 @lru_cache(maxsize=1)
 def cpu_training_precision(cache_dir: Path | None = None) -> str:
-    """``bf16-mixed`` when a bf16 step measured at least 10% faster than fp32 on this CPU, else ``32-true``."""
-    from fastnst.backends.auto import cpu_model
+    """``bf16-mixed`` when a bf16 step measured at least 10% faster than fp32 on this CPU, else ``32-true``.
 
-    key = {"cpu": cpu_model(), "torch": torch.__version__}
-    path = (cache_dir or default_cache_dir()) / "training_precision.json"
-    with contextlib.suppress(OSError, ValueError, KeyError):
+    Measured once per machine (:func:`fastnst.backends.machine.machine_key`) and cached; a cache
+    that cannot be read or written is measured again, never an error.
+    """
+    from fastnst.backends.machine import machine_key
+
+    key, digest = machine_key(measure="training_precision")
+    path = (cache_dir or default_cache_dir()) / f"training_precision_{digest}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         saved = json.loads(path.read_text())
         if saved["key"] == key:
             return saved["choice"]
-    timings = {p: measure_training_step(p) for p in ("32-true", "bf16-mixed")}
-    choice = "bf16-mixed" if timings["bf16-mixed"] < BF16_MARGIN * timings["32-true"] else "32-true"
+    timings = measure_precisions()
+    fp32, bf16 = timings["32-true"], timings.get("bf16-mixed", float("inf"))
+    choice = "bf16-mixed" if bf16 < BF16_MARGIN * fp32 else "32-true"
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:

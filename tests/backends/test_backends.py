@@ -27,7 +27,7 @@ def test_refusals_are_one_line_and_name_the_way_out():
 def test_every_backend_matches_torch(tiny_ckpt, backend):
     pytest.importorskip({"onnxruntime": "onnxruntime", "openvino": "openvino"}[backend])
     x = torch.rand(2, 3, 37, 45)  # odd sizes: padded and cropped back
-    reference = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32").stylize_tensor(x)
+    reference = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="fp32").stylize_tensor(x)
     got = Stylizer.from_checkpoint(tiny_ckpt, backend=backend).stylize_tensor(x)
     assert got.shape == reference.shape
     assert (got - reference).abs().max() < 1e-4
@@ -36,16 +36,16 @@ def test_every_backend_matches_torch(tiny_ckpt, backend):
 @pytest.mark.gpu
 def test_gpu_default_is_fp16_and_close_to_fp32(tiny_ckpt):
     x = torch.rand(2, 3, 64, 80)
-    default = Stylizer.from_checkpoint(tiny_ckpt, device="cuda")
+    default = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cuda")
     assert default.precision == "fp16" and default.device.type == "cuda"
-    reference = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32").stylize_tensor(x)
+    reference = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="fp32").stylize_tensor(x)
     got = default.stylize_tensor(x.cuda()).cpu()
     assert 0 < (got - reference).abs().mean() < 0.01
 
 
 @pytest.mark.gpu
 def test_gpu_tiles_match_the_whole_image(tiny_ckpt):
-    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cuda", precision="fp32")
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cuda", precision="fp32")
     x = torch.rand(1, 3, 150, 203)
     whole = stylizer.stylize_tensor(x)
     tiled = stylizer.stylize_tiled(x, tile=64)

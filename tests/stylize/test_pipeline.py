@@ -18,7 +18,7 @@ def test_plan_and_run_report_typed_events(tmp_path, tiny_ckpt):
     kept.parent.mkdir(parents=True)
     kept.write_bytes(b"keep me")
     options = pipeline.StylizeOptions(output_dir=tmp_path / "out", batch_size=2, size=20)
-    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32")
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="fp32")
     plan = pipeline.plan_jobs([tmp_path / "in", good, tmp_path / "missing.jpg"], stylizer.style, options)
     assert sorted(s.kind for s in plan.skipped) == ["duplicate", "kept"]
     assert [str(f) for f in plan.failed] == [f"{tmp_path / 'missing.jpg'}: no such file or folder"]
@@ -34,7 +34,7 @@ def test_plan_and_run_report_typed_events(tmp_path, tiny_ckpt):
 
 
 def test_options_are_checked_before_anything_runs(tmp_path, tiny_ckpt):
-    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cpu")
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu")
     for bad, words in [
         (dict(strength=2.0), "--strength 2.0: must be between 0 and 1"),
         (dict(size=2), "--size must be >= 4 px"),

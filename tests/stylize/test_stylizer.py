@@ -23,14 +23,14 @@ def test_import_is_light():
 
 
 def test_pil_in_pil_out_same_size(tiny_ckpt):
-    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cpu")
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu")
     assert stylizer.style == "tiny" and stylizer.precision == "fp32"  # never bf16 from CPU flags alone
     out = stylizer.stylize(Image.new("L", (33, 21), 128))
     assert out.mode == "RGB" and out.size == (33, 21)
 
 
 def test_tensor_api_strength_and_input_untouched(tiny_ckpt):
-    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32")
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="fp32")
     x = torch.rand(2, 3, 16, 20)
     before = x.clone()
     full = stylizer.stylize_tensor(x)
@@ -46,8 +46,8 @@ def test_tensor_api_strength_and_input_untouched(tiny_ckpt):
 
 def test_bf16_close_to_fp32(tiny_ckpt):
     x = torch.rand(1, 3, 24, 24)
-    fp32 = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32")
-    bf16 = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="bf16")
+    fp32 = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="fp32")
+    bf16 = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="bf16")
     assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
     a, b = fp32.stylize_tensor(x), bf16.stylize_tensor(x)
     assert 0 < (a - b).abs().mean() < 0.02  # bf16 really ran (not equal), and stayed close
@@ -61,7 +61,7 @@ def test_preserve_color_keeps_chroma_takes_luminance():
 
 
 def test_tiled_matches_untiled_and_naive_tiles_do_not(tiny_ckpt):
-    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32")
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="fp32")
     torch.manual_seed(0)
     x = torch.rand(1, 3, 150, 203)
     whole = stylizer.stylize_tensor(x)
@@ -76,7 +76,7 @@ def test_tiled_matches_untiled_and_naive_tiles_do_not(tiny_ckpt):
 
 
 def test_tiled_matches_untiled_in_bf16(tiny_ckpt):
-    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="bf16")
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="bf16")
     torch.manual_seed(1)
     x = torch.rand(1, 3, 120, 150)
     whole = stylizer.stylize_tensor(x)
@@ -89,7 +89,7 @@ def test_two_threads_share_one_network(tiny_ckpt):
     """One thread tiles with fixed statistics while another stylizes plainly: neither sees the other's."""
     import threading
 
-    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32")
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="fp32")
     torch.manual_seed(2)
     big, small = torch.rand(1, 3, 96, 120), torch.rand(1, 3, 40, 40)
     expected_big, expected_small = stylizer.stylize_tensor(big), stylizer.stylize_tensor(small)

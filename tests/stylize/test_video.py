@@ -55,7 +55,7 @@ def probe(path):
 
 def test_video_keeps_frames_rate_size_and_audio(tmp_path, tiny_ckpt):
     clip = make_clip(tmp_path / "clip.mp4")
-    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32")
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="fp32")
     report = stylize_video(stylizer, clip, tmp_path / "out.mp4", batch_size=5)
     frames, fps, size, audio_packets = probe(tmp_path / "out.mp4")
     src_frames, src_fps, src_size, src_audio = probe(clip)
@@ -81,7 +81,7 @@ def test_stable_mode_lowers_flicker(tmp_path):
 def test_corrupt_video_one_line_and_no_output(tmp_path, tiny_ckpt):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
-    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cpu")
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu")
     with pytest.raises(VideoError, match="bad.mp4") as info:
         stylize_video(stylizer, bad, tmp_path / "out.mp4")
     assert "\n" not in str(info.value)
@@ -120,7 +120,7 @@ def test_failure_mid_video_stops_reader_and_writer_and_leaves_nothing(tmp_path, 
     import time
 
     clip = make_clip(tmp_path / "clip.mp4", frames=48, audio=True)
-    stylizer = Stylizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32")
+    stylizer = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="fp32")
     calls = {"n": 0}
     forward = stylizer.forward
 
