@@ -1,5 +1,5 @@
 # make demo: install, stylize with the shipped network, train a short real run, stylize with it.
-# make test: install and run the whole test suite (the command CI runs).
+# make test: install and run the test suite (the command CI runs); make bench: the slow set and the benchmarks.
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip --disable-pip-version-check
@@ -31,14 +31,15 @@ demo: install
 	@echo "wrote $(DEMO)/chelsea_starry_night.jpg (shipped network) and $(DEMO)/chelsea_demo_trained.jpg (demo run)"
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check fastnst scripts tests
 	$(VENV)/bin/ruff format --check fastnst scripts tests
 
 bench: install
-	$(PY) scripts/benchmark.py
+	$(PY) -m pytest -q -m slow
+	$(PY) scripts/benchmark.py --sections first_use backends --sizes 256 512 --widths 1.0
 
 clean:
 	rm -rf $(VENV) outputs logs .pytest_cache

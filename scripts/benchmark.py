@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import itertools
 import json
-import platform
 import statistics
 import sys
 import time
@@ -209,6 +208,7 @@ def backend_worker(job: dict) -> dict:
     """One measurement (run in its own process by :func:`bench_backends`, so its peak memory is its own)."""
     import resource
 
+    from fastnst.backends.auto import time_candidate
     from fastnst.stylize.stylizer import Stylizer
 
     try:
@@ -217,6 +217,10 @@ def backend_worker(job: dict) -> dict:
         x = torch.rand(1, 3, *job["size"])
         tile = job["tile"]
         run = (lambda: stylizer.stylize_tiled(x, tile)) if tile else (lambda: stylizer.forward(x))
+        if job.get("best_ms"):  # the rule of --backend auto: a clearly slower candidate stops after a pass
+            ms, why = time_candidate(run, job["best_ms"])
+            if ms is None and "best" in why:
+                return {"error": f"dropped: {why}"}
         seconds = timed(run, torch.device("cpu"), job["warmup"], job["repeat"])
         return {"ms": 1000 * seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     except Exception as exc:  # reported as a row that did not run
@@ -233,8 +237,11 @@ def bench_backends(args) -> list[dict]:
     import subprocess
     import tempfile
 
-    from fastnst.backends.auto import cpu_model
+    from fastnst.backends.machine import cpu_name as cpu_model
+    from fastnst.backends.machine import emulated_precisions
     from fastnst.checkpoint import load_network, save_network
+
+    emulated = emulated_precisions()
     from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig
 
     rows = []
@@ -251,18 +258,23 @@ def bench_backends(args) -> list[dict]:
             for size_name in args.sizes:
                 size = SIZES[size_name]
                 tile = 1024 if size_name == "4k" else 0
-                baseline = None
+                baseline, best = None, None
                 for backend, precision in BACKEND_CANDIDATES:
                     if tile and backend != "torch":
                         continue  # only torch can share instance-norm statistics between tiles
                     job = {"ckpt": ckpt, "cache_dir": str(Path(tmp) / "cache"), "backend": backend,
                            "precision": precision, "size": size, "tile": tile, "warmup": args.warmup,
-                           "repeat": args.repeat}  # fmt: skip
-                    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True,
-                                          text=True, timeout=1800)  # fmt: skip
-                    lines = done.stdout.strip().splitlines()
-                    result = json.loads(lines[-1]) if done.returncode == 0 and lines else {
-                        "error": (done.stderr.strip().splitlines() or ["worker failed"])[-1][:120]}  # fmt: skip
+                           "repeat": args.repeat, "best_ms": best if precision != "fp32" or backend != "torch" else None}  # fmt: skip
+                    if precision in emulated:
+                        result = {"error": "not run: no bf16 instructions on this CPU (it would be emulated)"}
+                    else:
+                        done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)],
+                                              capture_output=True, text=True, timeout=1800)  # fmt: skip
+                        lines = done.stdout.strip().splitlines()
+                        result = json.loads(lines[-1]) if done.returncode == 0 and lines else {
+                            "error": (done.stderr.strip().splitlines() or ["worker failed"])[-1][:120]}  # fmt: skip
+                    if "ms" in result:
+                        best = min(best or result["ms"], result["ms"])
                     row = {"cpu": cpu_model(), "width": width, "size": size_name + (" tiled" if tile else ""),
                            "backend": backend, "precision": precision, **result}  # fmt: skip
                     if "ms" in row and (backend, precision) == ("torch", "fp32"):
@@ -490,10 +502,96 @@ def bench_data(args) -> list[dict]:
     return rows
 
 
+def _wall(command: list[str], env: dict) -> float:
+    """Seconds one command takes, start to end (Python start-up included)."""
+    import subprocess
+
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command[:4])} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return time.perf_counter() - start
+
+
+def _serve_ready(ckpt: str, env: dict) -> tuple[float, float]:
+    """(seconds to the first /healthz answer, seconds until its backend measuring is done) of a real serve."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "fastnst.cli", "serve", "--ckpt", ckpt, "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    healthy = None
+    try:
+        while time.perf_counter() - start < 300:
+            try:
+                health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read())
+            except OSError:
+                time.sleep(0.1)
+                continue
+            healthy = healthy or time.perf_counter() - start
+            if not health.get("measuring"):
+                return healthy, time.perf_counter() - start
+            time.sleep(0.2)
+        raise RuntimeError("fastnst serve did not finish measuring in 300 s")
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def bench_first_use(args) -> list[dict]:
+    """What a new user sees: the first ``fastnst stylize`` on an empty cache, a second network of the same
+    shape, ``fastnst serve``'s start, and the Python API's default against a plain fp32 eager forward."""
+    import os
+    import tempfile
+
+    from fastnst.backends.machine import cpu_name
+    from fastnst.checkpoint import load_network
+    from fastnst.stylize.stylizer import Stylizer
+
+    photo = str(ROOT / "fastnst" / "assets" / "photos" / "chelsea.jpg")
+    second = str(Path(args.ckpt).with_name("great_wave.safetensors"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "FASTNST_CACHE_DIR": str(Path(tmp) / "cache")}
+        stylize = [sys.executable, "-m", "fastnst.cli", "stylize", photo, "-o", str(Path(tmp) / "out"), "--overwrite"]
+        rows.append(
+            {"step": "first `fastnst stylize`, empty cache", "seconds": _wall([*stylize, "--ckpt", args.ckpt], env)}
+        )
+        rows.append({"step": "the same again (cached choice)", "seconds": _wall([*stylize, "--ckpt", args.ckpt], env)})
+        if Path(second).is_file():
+            rows.append(
+                {"step": "another network of the same shape", "seconds": _wall([*stylize, "--ckpt", second], env)}
+            )
+        serve_env = {**env, "FASTNST_CACHE_DIR": str(Path(tmp) / "serve_cache")}
+        healthy, measured = _serve_ready(args.ckpt, serve_env)
+        rows += [{"step": "`fastnst serve`, empty cache: /healthz answers", "seconds": healthy},
+                 {"step": "`fastnst serve`: measured and switched", "seconds": measured}]  # fmt: skip
+        x = torch.rand(1, 3, 512, 512)
+        api = Stylizer.from_checkpoint(args.ckpt, cache_dir=Path(tmp) / "cache")  # the default: auto
+        eager = load_network(args.ckpt).net.eval()
+        with torch.inference_mode():
+            api_ms = 1000 * timed(lambda: api.forward(x), torch.device("cpu"), 1, args.repeat)
+            eager_ms = 1000 * timed(lambda: eager(x), torch.device("cpu"), 1, args.repeat)
+    rows.append({"step": f"Python API default ({api.backend.describe()}), 512²", "ms": api_ms,
+                 "speedup": eager_ms / api_ms})  # fmt: skip
+    rows.append({"step": "plain fp32 eager forward, 512²", "ms": eager_ms, "speedup": 1.0})
+    for row in rows:
+        value = f"{row['seconds']:.1f} s" if "seconds" in row else f"{row['ms']:.0f} ms ({row['speedup']:.2f}x)"
+        print(f"| {cpu_name()} | {row['step']} | {value} |", flush=True)
+    return rows
+
+
 def machine() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads (torch {torch.__version__})"
+    from fastnst.backends.machine import cpu_name
+
+    return f"{cpu_name()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -505,7 +603,10 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
-        "--sections", nargs="+", default=["inference", "training", "data"], help="also: onnxruntime, backends, serve"
+        "--sections",
+        nargs="+",
+        default=["inference", "training", "data"],
+        help="also: first_use, onnxruntime, backends, serve",
     )
     p.add_argument(
         "--ckpt", default=str(ROOT / "checkpoints" / "starry_night.safetensors"), help="for --sections backends, serve"
@@ -557,6 +658,9 @@ def main(argv: list[str] | None = None) -> dict:
             "|---|---|---|---|---|---|---|"
         )
         results["onnxruntime"] = bench_onnxruntime(args)
+    if "first_use" in args.sections:
+        print("\n## First use (2 cores; Python start-up included)\n\n| CPU | step | time |\n|---|---|---|")
+        results["first_use"] = bench_first_use(args)
     if "backends" in args.sections:
         print(
             "\n## Backends on the CPU (batch 1; each against torch fp32 eager of the same run)\n\n"

@@ -169,7 +169,10 @@ def test_half_export_is_half_the_file_and_within_one_8bit_level(tmp_path, tiny_c
     assert code == 0 and "fp16" in out, err
     assert half.stat().st_size < 0.6 * full.stat().st_size
     x = torch.rand(1, 3, 40, 48)
-    a, b = (Stylizer.from_checkpoint(p, backend="torch", device="cpu", precision="fp32").stylize_tensor(x) for p in (full, half))
+    a, b = (
+        Stylizer.from_checkpoint(p, backend="torch", device="cpu", precision="fp32").stylize_tensor(x)
+        for p in (full, half)
+    )
     assert 0 < (a - b).abs().max().item() < 1 / 255
     assert load_network(half).info == load_network(full).info
     code, _, err = run(capsys, "export", "--ckpt", tiny_ckpt, "--format", "onnx", "--half", "-o", tmp_path / "n.onnx")
@@ -249,7 +252,6 @@ def test_unwritable_output_folder(tmp_path, tiny_ckpt, capsys):
     assert code == 1 and "cannot write" in err and "p_tiny.png" in err
 
 
-@pytest.mark.slow
 def test_ctrl_c_leaves_no_partial_files(tmp_path, tiny_ckpt):
     for i in range(300):
         write_photo(tmp_path / "in" / f"{i:03d}.png", size=(160, 120), seed=i)

@@ -23,14 +23,13 @@ CONFIG_DIR = PACKAGE_DIR / "configs"
 
 
 def project_root() -> str:
-    """``$FASTNST_ROOT``, else the checkout holding the package, else the working directory.
+    """Where runs write: ``$FASTNST_ROOT``, else the working directory (never the installed package)."""
+    return os.environ.get("FASTNST_ROOT") or str(Path.cwd())
 
-    Logs, exports and the shipped ``checkpoints/`` are found relative to it.
-    """
-    if os.environ.get("FASTNST_ROOT"):
-        return os.environ["FASTNST_ROOT"]
-    checkout = PACKAGE_DIR.parent
-    return str(checkout if (checkout / "pyproject.toml").is_file() else Path.cwd())
+
+def shipped_dir() -> str:
+    """The networks fastnst ships (``checkpoints/`` of the checkout holding the package), read-only to runs."""
+    return str(PACKAGE_DIR.parent / "checkpoints")
 
 
 def cpu_precision() -> str:
@@ -55,6 +54,7 @@ def painting(file_name: str) -> str:
 RESOLVERS = {
     "fastnst_painting": painting,
     "fastnst_root": project_root,
+    "fastnst_shipped": shipped_dir,
     "fastnst_assets": lambda: str(PACKAGE_DIR / "assets"),
     "fastnst_cpu_precision": cpu_precision,
 }

@@ -1,3 +1,5 @@
+import pytest
+
 from conftest import load_script
 
 
@@ -35,6 +37,7 @@ def test_flop_count_matches_the_paper_network():
     assert 19 < gflop < 22  # about 20 GFLOP at 256 x 256
 
 
+@pytest.mark.slow
 def test_backends_section_measures_every_installed_backend_against_fp32(tmp_path, capsys):
     bench = load_script("benchmark")
     results = bench.main(["--quick", "--device", "cpu", "--sections", "backends", "--widths", "0.5"])

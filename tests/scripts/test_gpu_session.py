@@ -52,6 +52,7 @@ CPU_RUN = ["--device", "cpu", "--minutes", "1", "--eval-size", "48", "--gatys-st
            "trainer.log_every_n_steps=1"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_train_on_cpu_exports_scores_and_packs_what_comes_back(tmp_path, dev, capsys):
     session = load_script("gpu_session")
     out, work = tmp_path / "out", tmp_path / "work"
@@ -85,6 +86,7 @@ def test_train_on_cpu_exports_scores_and_packs_what_comes_back(tmp_path, dev, ca
     assert session.main(["unpack", str(out), "-o", str(unpacked)]) == 1  # never over what is there
 
 
+@pytest.mark.slow
 def test_frontier_trains_every_ratio_and_draws_them_beside_gatys(tmp_path, dev, capsys):
     session = load_script("gpu_session")
     out, work = tmp_path / "out", tmp_path / "work"

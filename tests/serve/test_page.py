@@ -41,7 +41,6 @@ def browse(port: int, photo: Path, style: str, screenshot: Path | None = None, b
         return body, error
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make install)")
 def test_page_uploads_a_photo_and_shows_the_stylized_result(tiny_ckpt, tmp_path):
     import numpy as np

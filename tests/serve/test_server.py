@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import socket
+import time
 
 import pytest
 
@@ -11,7 +12,6 @@ httpx = pytest.importorskip("httpx")
 from conftest import free_port, start_server, write_photo  # noqa: E402
 
 
-@pytest.mark.slow
 def test_disconnects_and_a_hundred_requests_leave_it_serving(tiny_ckpt, tmp_path):
     port = free_port()
     server = start_server([tiny_ckpt], port, "--backend", "torch")
@@ -49,3 +49,38 @@ def test_disconnects_and_a_hundred_requests_leave_it_serving(tiny_ckpt, tmp_path
         server.terminate()
         server.wait(30)
     assert server.returncode in (0, -15)
+
+
+def test_serve_answers_at_once_and_switches_to_the_measured_backend_under_load(tiny_ckpt, tmp_path):
+    """An empty cache: /healthz answers while the backends are still being measured; requests sent during
+    the measuring and the switch all succeed."""
+    port = free_port()
+    server = start_server([tiny_ckpt], port)  # --backend auto (the default), FASTNST_CACHE_DIR empty
+    base = f"http://127.0.0.1:{port}"
+    photo = write_photo(tmp_path / "p.png", size=(64, 48)).read_bytes()
+
+    def one(_):
+        with httpx.Client(base_url=base, timeout=120) as own:
+            return own.post("/v1/stylize", files={"image": ("p.png", photo)}, data={"style": "tiny"}).status_code
+
+    try:
+        with httpx.Client(base_url=base, timeout=60) as http:
+            first = http.get("/healthz").json()
+            assert first["measuring"] and first["backend"] == "torch fp32"  # serving before any measurement
+            codes, seen = [], [first["backend"]]
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                deadline = time.time() + 120
+                while time.time() < deadline:
+                    codes += list(pool.map(one, range(16)))
+                    health = http.get("/healthz").json()
+                    seen.append(health["backend"])
+                    if not health["measuring"]:
+                        break
+            assert not health["measuring"] and "serving on" in health["backend_note"]
+            assert codes and set(codes) == {200}
+            assert one(0) == 200
+            page = http.get("/").text
+            assert 'id="backend"' in page  # the page shows which backend serves
+    finally:
+        server.terminate()
+        server.wait(30)

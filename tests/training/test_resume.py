@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 import fastnst.training.train as train_script
@@ -57,7 +56,6 @@ def no_partial_files(folder: Path) -> bool:
     return not [p for p in folder.rglob("*") if "partial" in p.name]
 
 
-@pytest.mark.slow
 def test_kill_9_then_resume_in_a_custom_run_folder(tmp_path, photo_dir, style_path):
     run_dir = tmp_path / "runs" / "wave"  # hydra.run.dir named by the user, outside paths.log_dir
     args = [*tiny_args(tmp_path, photo_dir, style_path), f"hydra.run.dir={run_dir}"]
@@ -84,7 +82,6 @@ def test_kill_9_then_resume_in_a_custom_run_folder(tmp_path, photo_dir, style_pa
     assert len(list(run_dir.glob("tensorboard/events.out.tfevents.*"))) == 2
 
 
-@pytest.mark.slow
 def test_sigterm_saves_the_step_it_stopped_at_and_the_moved_folder_resumes(tmp_path, photo_dir, style_path):
     run_dir = tmp_path / "machine_a" / "run"
     args = [*tiny_args(tmp_path, photo_dir, style_path), f"hydra.run.dir={run_dir}"]
@@ -111,7 +108,6 @@ def test_sigterm_saves_the_step_it_stopped_at_and_the_moved_folder_resumes(tmp_p
     assert not run_dir.exists()  # nothing written to the old place
 
 
-@pytest.mark.slow
 def test_second_sigterm_exits_at_once_leaving_no_partial_file(tmp_path, photo_dir, style_path):
     run_dir = tmp_path / "run"
     args = [*tiny_args(tmp_path, photo_dir, style_path), f"hydra.run.dir={run_dir}"]

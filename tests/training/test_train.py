@@ -166,20 +166,39 @@ def test_validate_checks_the_loss_values_used(train_cfg):
 
 
 def test_cpu_training_uses_bf16_only_where_it_measures_faster(train_cfg, monkeypatch, tmp_path):
+    import fastnst.backends.machine as machine
     import fastnst.training.precision as precision
 
+    monkeypatch.setattr(machine, "emulated_precisions", lambda identity=None: set())  # a CPU with bf16 instructions
     measured = []
     for timings, expected in (({"32-true": 100, "bf16-mixed": 50}, "bf16-mixed"),
                               ({"32-true": 100, "bf16-mixed": 130}, "32-true"),  # the Intel case: flags say bf16
                               ({"32-true": 100, "bf16-mixed": 95}, "32-true")):  # fmt: skip
         precision.cpu_training_precision.cache_clear()
         monkeypatch.setenv("FASTNST_CACHE_DIR", str(tmp_path / expected / str(timings["bf16-mixed"])))
-        monkeypatch.setattr(precision, "measure_training_step", lambda p, t=timings: measured.append(p) or t[p])
+        monkeypatch.setattr(
+            precision, "measure_training_step", lambda p, steps=3, t=timings: measured.append(p) or t[p]
+        )
         assert train_cfg("experiment=demo").trainer.precision == expected
         n = len(measured)
         precision.cpu_training_precision.cache_clear()
         assert train_cfg("experiment=demo").trainer.precision == expected
         assert len(measured) == n  # the second run read the cached measurement
+    precision.cpu_training_precision.cache_clear()
+    # A CPU without bf16 instructions (Zen 3): bf16 would be emulated, 18x slower; it is never run.
+    monkeypatch.setattr(machine, "emulated_precisions", lambda identity=None: {"bf16"})
+    monkeypatch.setenv("FASTNST_CACHE_DIR", str(tmp_path / "zen3"))
+    measured.clear()
+    assert train_cfg("experiment=demo").trainer.precision == "32-true" and measured == ["32-true"]
+    # A clearly slower bf16 stops after one step.
+    monkeypatch.setattr(machine, "emulated_precisions", lambda identity=None: set())
+    monkeypatch.setenv("FASTNST_CACHE_DIR", str(tmp_path / "slow"))
+    precision.cpu_training_precision.cache_clear()
+    measured.clear()
+    slow = {"32-true": 100, "bf16-mixed": 900}
+    monkeypatch.setattr(precision, "measure_training_step", lambda p, steps=3: measured.append((p, steps)) or slow[p])
+    assert train_cfg("experiment=demo").trainer.precision == "32-true"
+    assert measured == [("32-true", 3), ("bf16-mixed", 1)]
     precision.cpu_training_precision.cache_clear()
 
 
@@ -321,7 +340,6 @@ def test_unknown_style_lists_available(tmp_path):
     assert "no_such_style" in result.stderr and "starry_night" in result.stderr and "custom" in result.stderr
 
 
-@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path, photo_dir, style_path):
     result = run_cli(
         "style=custom",
@@ -421,6 +439,28 @@ def test_fastnst_train_command(tmp_path, photo_dir, style_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "export" / "cmd.safetensors").is_file() and "after 2 steps" in result.stdout
+
+
+def test_a_run_writes_under_the_folder_it_is_run_from_not_the_checkout(tmp_path, photo_dir, style_path):
+    def checkout_files() -> set[str]:
+        found = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.splitlines()  # fmt: skip
+        return {line for line in found if ".venv" not in line and "__pycache__" not in line}
+
+    before = checkout_files()
+    args = [
+        "style=custom", f"style.image={style_path}", "style.name=here", "style.size=64", f"data.root={photo_dir}",
+        "data.image_size=32", "data.batch_size=2", "data.num_workers=0", "data.num_val_images=1", "model.width=0.25",
+        "model.num_residual_blocks=1", "loss.vgg.weights=random", "loss.vgg.channel_scale=0.125", "trainer=cpu",
+        "trainer.max_steps=1", "~callbacks.progress_bar", "trainer.enable_progress_bar=false",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "FASTNST_ROOT"}
+    result = subprocess.run([sys.executable, "-m", "fastnst.cli", "train", *args], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "checkpoints" / "here.safetensors").is_file()  # the export, under the working folder
+    assert list((tmp_path / "logs" / "here").glob("*/checkpoints/last.ckpt"))  # the run folder too
+    assert checkout_files() == before
 
 
 def test_the_module_takes_each_config_group_as_it_is(train_cfg):
