@@ -65,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--stable", action="store_true", help="video: steady the style over time (less flicker)")
     st.add_argument(
         "--style",
-        help="multi-style networks: a style, a mix (starry_night=0.7,great_wave=0.3) or all (one output each)",
+        help="multi-style and any-painting networks: a style, a mix (starry_night=0.7,great_wave=0.3) "
+        "or all (one output each)",
+    )
+    st.add_argument(
+        "--style-image", help="any-painting networks (checkpoints/arbitrary.safetensors): your own painting"
     )
     st.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     st.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -126,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest a request waits for a batch (default 5)")
     add_runtime_options(sv)
 
+    sy = sub.add_parser("styles", help="your own paintings as named styles of the any-painting network")
+    sy_sub = sy.add_subparsers(dest="styles_command", required=True)
+    add = sy_sub.add_parser("add", help="keep a painting as a named style: fastnst styles add NAME painting.jpg")
+    add.add_argument("name", help="the style's name (letters, digits, _ . -)")
+    add.add_argument("painting", help="the painting's image file")
+    listing = sy_sub.add_parser("list", help="the network's stored styles and the ones you added")
+    for styles_parser in (add, listing):
+        styles_parser.add_argument("--ckpt", default=None, help="an any-painting network (default: the shipped one)")
+
     ex = sub.add_parser("export", help="export a network to safetensors, ONNX or TorchScript")
     ex.add_argument("--ckpt", required=True, nargs="+",
                     help="a network; several checkpoints of one run: their weights averaged")  # fmt: skip
@@ -134,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--half", action="store_true", help="safetensors: fp16 weights, half the file (as shipped)")
     ex.add_argument("--overwrite", action="store_true")
     return parser
+
+
+def painting_label(path: str) -> str:
+    """A painting's file name as a style label for output names (``Monet Water-lilies.jpg`` -> ``Monet_Water-lilies``)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem).strip("_.") or "painting"
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -158,6 +178,10 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             args.ckpt, backend=backend, device=args.device, precision=args.precision, compile=args.compile,
             needs_norm_statistics=bool(args.tile or args.stable), recalibrate=args.recalibrate,
         )  # fmt: skip
+        if args.style_image:
+            if args.style:
+                raise pipeline.OptionsError("give --style or --style-image, not both")
+            options.style = stylizer.add_style(painting_label(args.style_image), args.style_image)
         pipeline.check_options(stylizer, options)
         plan = pipeline.plan_jobs(args.inputs, stylizer.style, options, stylizer.styles)
     except (CheckpointError, BackendError, pipeline.OptionsError, ValueError, RuntimeError, ImportError) as exc:
@@ -428,6 +452,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_styles(args: argparse.Namespace) -> int:
+    """``fastnst styles add NAME painting`` / ``fastnst styles list``."""
+    from fastnst.checkpoint import CheckpointError
+    from fastnst.io import file_sha256
+    from fastnst.stylize.paintings import UserStyles
+    from fastnst.stylize.stylizer import Stylizer
+
+    ckpt = (
+        Path(args.ckpt) if args.ckpt else Path(__file__).resolve().parents[1] / "checkpoints" / "arbitrary.safetensors"
+    )
+    try:
+        stylizer = Stylizer.from_checkpoint(ckpt, backend="torch", device="cpu")
+        if stylizer.painter is None:
+            return fail(f"{ckpt}: not an any-painting network; give --ckpt checkpoints/arbitrary.safetensors")
+        store = UserStyles()
+        if args.styles_command == "add":
+            embedding = stylizer.embed(args.painting)
+            store.add(args.name, Path(args.painting), file_sha256(args.painting), stylizer.network_sha256, embedding)
+            print(f"added style '{args.name}' from {args.painting} to {store.path}; "
+                  f"use it with: fastnst stylize --ckpt {ckpt} --style {args.name} photo.jpg")  # fmt: skip
+            return EXIT_OK
+        user = store.load()
+        for name in stylizer.styles:
+            entry = user.get(name)
+            where = f"added {entry['added']} from {entry['painting']}" if entry else "stored in the network"
+            print(f"{name:<28} {where}")
+        missing = [n for n in user if n not in stylizer.styles]
+        for name in missing:
+            print(f"{name:<28} added from {user[name]['painting']} for another network; add it again for this one")
+    except (CheckpointError, ValueError, OSError) as exc:
+        return fail(str(exc))
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from fastnst.checkpoint import CheckpointError
     from fastnst.export import export_network
@@ -461,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         "optimize": cmd_optimize,
         "evaluate": cmd_evaluate,
         "serve": cmd_serve,
+        "styles": cmd_styles,
     }
     return commands[args.command](args)
 

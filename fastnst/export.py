@@ -32,20 +32,26 @@ class AlignedNet(nn.Module):
         return self.net.forward_aligned(images, style_weights)
 
 
+def example_inputs(net: TransformerNet) -> tuple[torch.Tensor, ...]:
+    """A photo, and the numbers a conditioned network takes beside it (style weights or an embedding)."""
+    size = getattr(net, "condition_size", 0)
+    return (torch.rand(1, 3, 64, 64),) + ((torch.full((1, size), 1.0 / size),) if size else ())
+
+
 def export_onnx(net: TransformerNet, path: Path, opset: int = 17) -> None:
     """ONNX with dynamic batch, height and width (onnx package needed for export only).
 
     A multi-style network takes a second input, ``style_weights`` (B, S): one file serves every
-    style and every mix.
+    style and every mix; an any-painting network takes its style embedding (B, E) there, so a new
+    painting needs no new export.
     """
     try:
         import onnx  # noqa: F401
     except ImportError:
         raise ImportError("ONNX export needs the onnx package: pip install 'fastnst[onnx]'") from None
-    example = (torch.rand(1, 3, 64, 64),)
+    example = example_inputs(net)
     names, axes = ["images"], {"images": {0: "batch", 2: "height", 3: "width"}}
-    if getattr(net, "styles", None):
-        example += (torch.full((1, len(net.styles)), 1.0 / len(net.styles)),)
+    if len(example) > 1:  # style weights (multi-style) or a style embedding (any painting)
         names.append("style_weights")
         axes["style_weights"] = {0: "batch"}
     with atomic_path(path) as tmp, warnings.catch_warnings():
@@ -66,10 +72,7 @@ def export_torchscript(net: TransformerNet, path: Path) -> None:
     """A traced TorchScript module (``torch.jit.load`` runs it without fastnst)."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        example = (torch.rand(1, 3, 64, 64),)
-        if getattr(net, "styles", None):
-            example += (torch.full((1, len(net.styles)), 1.0 / len(net.styles)),)
-        traced = torch.jit.trace(AlignedNet(net).eval(), example)
+        traced = torch.jit.trace(AlignedNet(net).eval(), example_inputs(net))
     with atomic_path(path) as tmp:
         traced.save(str(tmp))
 

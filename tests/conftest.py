@@ -25,8 +25,9 @@ TINY_NET = {"width": 0.25, "num_residual_blocks": 1}
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
-    """Tests never read or fill the user's ~/.cache/fastnst."""
+    """Tests never read or fill the user's ~/.cache/fastnst, nor the styles they added."""
     monkeypatch.setenv("FASTNST_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("FASTNST_STYLES", str(tmp_path_factory.mktemp("styles") / "styles.json"))
 
 
 def load_script(name: str):
@@ -118,6 +119,23 @@ def tiny_ckpt(tmp_path: Path, tiny_net) -> Path:
     from fastnst.checkpoint import save_network
 
     return save_network(tiny_net, tmp_path / "ckpt" / "tiny.safetensors", {"style": "tiny", "steps": 7})
+
+
+@pytest.fixture
+def arbitrary_ckpt(tmp_path: Path) -> Path:
+    """A tiny any-painting network (stored styles ``a`` and ``b``) whose norms really depend on the embedding."""
+    from fastnst.checkpoint import save_network
+    from fastnst.models.arbitrary import ArbitraryStyleNet, ArbitraryStyleNetConfig
+
+    torch.manual_seed(0)
+    config = ArbitraryStyleNetConfig(width=0.25, num_residual_blocks=1, embedding_dim=8, hidden_dim=16,
+                                     encoder_channel_scale=0.125, styles=("a", "b"))  # fmt: skip
+    net = ArbitraryStyleNet(config).eval()
+    with torch.no_grad():
+        for norm in net.conditional_norms():
+            norm.weight.add_(torch.randn_like(norm.weight))
+        net.style_embeddings.copy_(torch.randn(2, 8))
+    return save_network(net, tmp_path / "ckpt" / "arbitrary.safetensors", {"style": "arbitrary"})
 
 
 @pytest.fixture

@@ -39,11 +39,14 @@ class ArbitraryStyleNetConfig(TransformerNetConfig):
         embedding_dim: numbers in a style embedding.
         hidden_dim: width of the predictor's hidden layer.
         styles: names of the stored embeddings (rows of ``style_embeddings``), may be empty.
+        encoder_channel_scale: channel multiplier of the VGG layers the predictor reads (1.0: VGG19's;
+            smaller only for tiny test networks on a random loss network of the same scale).
     """
 
     embedding_dim: int = 100
     hidden_dim: int = 512
     styles: tuple[str, ...] = ()
+    encoder_channel_scale: float = 1.0  # the VGG's channels times this: 1.0, but for tiny test networks
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,11 +82,11 @@ class StyleEncoder(nn.Module):
         - Output: dict of tap name to activations.
     """
 
-    def __init__(self):
+    def __init__(self, channel_scale: float = 1.0):
         super().__init__()
         names = layer_names("vgg19")
         self.taps = {names.index(tap): tap for tap in STYLE_TAPS}
-        self.features = build_features("vgg19", max(self.taps))
+        self.features = build_features("vgg19", max(self.taps), channel_scale=channel_scale)
         self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
 
@@ -100,9 +103,9 @@ class StyleEncoder(nn.Module):
 class StylePredictor(nn.Module):
     """Painting statistics (B, 1920) -> style embedding (B, E): log, layer norm, a two-layer MLP."""
 
-    def __init__(self, embedding_dim: int, hidden_dim: int):
+    def __init__(self, embedding_dim: int, hidden_dim: int, channel_scale: float = 1.0):
         super().__init__()
-        size = 2 * sum(STYLE_TAP_CHANNELS)
+        size = 2 * sum(max(1, round(c * channel_scale)) for c in STYLE_TAP_CHANNELS)
         self.mlp = nn.Sequential(
             nn.LayerNorm(size), nn.Linear(size, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, embedding_dim)
         )
@@ -126,8 +129,8 @@ class ArbitraryStyleNet(TransformerNet):
     def __init__(self, config: ArbitraryStyleNetConfig):
         dim = config.embedding_dim
         super().__init__(config, norm_layer=lambda c: ConditionalInstanceNorm(c, dim + 1))
-        self.style_encoder = StyleEncoder()
-        self.style_predictor = StylePredictor(dim, config.hidden_dim)
+        self.style_encoder = StyleEncoder(config.encoder_channel_scale)
+        self.style_predictor = StylePredictor(dim, config.hidden_dim, config.encoder_channel_scale)
         self.register_buffer("style_embeddings", torch.zeros(len(config.styles), dim))
 
     @property

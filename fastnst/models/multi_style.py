@@ -102,6 +102,11 @@ class MultiStyleNet(TransformerNet):
     def styles(self) -> tuple[str, ...]:
         return self.config.styles
 
+    @property
+    def condition_size(self) -> int:
+        """Numbers a stylizing pass takes beside the photo (one weight per style)."""
+        return len(self.config.styles)
+
     def _weights(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         if weights is None:
             raise ValueError(f"a multi-style network needs style weights for its styles {list(self.styles)}")

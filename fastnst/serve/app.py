@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -131,6 +132,38 @@ def create_app(
             thumbnails[name] = thumbnail(*entries[name][:1], style=entries[name][1])
         return Response(thumbnails[name], media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
+    async def read_upload(upload: UploadFile) -> bytes:
+        data = await upload.read(limits.max_upload_bytes + 1)
+        if len(data) > limits.max_upload_bytes:
+            raise HTTPException(413, f"upload larger than {limits.max_upload_bytes / 2**20:g} MB")
+        return data
+
+    def refuse(exc: ImageReadError) -> HTTPException:
+        """413 too large, 415 not an image, 422 truncated, corrupt, a bomb, or no use as a painting."""
+        status = 413 if isinstance(exc, ImageTooLargeError) else 415 if isinstance(exc, NotAnImageError) else 422
+        return HTTPException(status, str(exc))
+
+    async def upload_image(upload: UploadFile):
+        name = Path(upload.filename or "upload").name  # for messages only; never opened
+        data = await read_upload(upload)
+        try:
+            return read_image(name, data=io.BytesIO(data), max_pixels=limits.max_pixels)
+        except ImageReadError as exc:
+            raise refuse(exc) from None
+
+    def painter():
+        """The any-painting network among those served."""
+        found = next((s for s in stylizers.values() if getattr(s, "painter", None) is not None), None)
+        if found is None:
+            raise HTTPException(422, "style_image: this server has no any-painting network; use a named style")
+        return found
+
+    def embed(stylizer, painting: bytes):
+        try:
+            return stylizer.embed(painting, max_pixels=limits.max_pixels)
+        except ImageReadError as exc:
+            raise refuse(exc) from None
+
     @app.get("/healthz")
     async def health() -> dict:
         """200 while serving: the device, the backend, whether it is still being measured, the styles."""
@@ -138,6 +171,7 @@ def create_app(
         return {
             "status": "ok", "device": str(first.device), "backend": first.backend.describe(),
             "measuring": bool(warmup and warmup.measuring), "backend_note": warmup.message if warmup else "",
+            "any_painting": any(getattr(s, "painter", None) is not None for s in stylizers.values()),
             "styles": list(entries), "forward_passes": batcher.forward_passes, "images": batcher.images,
         }  # fmt: skip
 
@@ -148,33 +182,32 @@ def create_app(
     async def stylize(
         request: Request,
         image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, BMP)")],
-        style: Annotated[str, Form(description="a name from /v1/styles")],
+        style: Annotated[str | None, Form(description="a name from /v1/styles")] = None,
+        style_image: Annotated[
+            UploadFile | None, File(description="your own painting, instead of style (an any-painting network)")
+        ] = None,
         strength: Annotated[float, Form(ge=0.0, le=1.0, description="0: the photo, 1: full style")] = 1.0,
         preserve_color: Annotated[bool, Form(description="keep the photo's colours")] = False,
         size: Annotated[int | None, Form(ge=16, description="long side of the result (px)")] = None,
     ) -> Response:
-        """Stylize one photo; the result has the photo's size unless ``size`` is given. JPEG unless
-        the ``Accept`` header asks for ``image/png``."""
-        if style not in entries:
-            raise HTTPException(404, f"unknown style {style!r}; available: {', '.join(entries)}")
+        """Stylize one photo in a named ``style`` or after your own ``style_image``; the result has the
+        photo's size unless ``size`` is given. JPEG unless the ``Accept`` header asks for ``image/png``."""
+        if style_image is None and style not in entries:
+            raise HTTPException(404 if style else 422, f"unknown style {style!r}; available: {', '.join(entries)}"
+                                if style else "style: give a style name, or a painting as style_image")  # fmt: skip
         if size is not None and size > limits.max_size:
             raise HTTPException(422, f"size: at most {limits.max_size} px")
-        data = await image.read(limits.max_upload_bytes + 1)
-        if len(data) > limits.max_upload_bytes:
-            raise HTTPException(413, f"upload larger than {limits.max_upload_bytes / 2**20:g} MB")
-        name = Path(image.filename or "upload").name  # for messages only; never opened
-        try:
-            photo = read_image(name, data=io.BytesIO(data), max_pixels=limits.max_pixels)
-        except ImageTooLargeError as exc:
-            raise HTTPException(413, str(exc)) from None
-        except NotAnImageError as exc:
-            raise HTTPException(415, str(exc)) from None
-        except ImageReadError as exc:  # truncated, corrupt, a decompression bomb
-            raise HTTPException(422, str(exc)) from None
-        stylizer, within = entries[style]
+        photo = await upload_image(image)
+        if style_image is not None:
+            stylizer = painter()
+            painting = await read_upload(style_image)
+            weights = await run_in_threadpool(lambda: stylizer.style_weights(embed(stylizer, painting), 1))
+        else:
+            stylizer, within = entries[style]
+            weights = stylizer.style_weights(within, 1) if within else None
         x = pil_to_tensor(photo).unsqueeze(0)  # (1, 3, H, W)
         x = resize_tensor(x, scaled_size(*photo.size, size))
-        y = await batcher.run(stylizer, x, stylizer.style_weights(within, 1) if within else None)
+        y = await batcher.run(stylizer, x, weights)
         y = stylizer.finish(y, x, strength, preserve_color)
         png = "image/png" in request.headers.get("accept", "")
         buffer = io.BytesIO()

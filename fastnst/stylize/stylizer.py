@@ -56,6 +56,52 @@ class Stylizer:
         self.choice = None  # what --backend auto measured, when it chose
         self.styles: tuple[str, ...] | None = backend.styles  # a multi-style network's styles
         self.default_style: str | None = None  # a multi-style network's style when a call names none
+        self.painter = None  # an any-painting network: its style predictor (see use_paintings)
+
+    def use_paintings(self, net: nn.Module, network_sha256: str, cache_dir: Path | None = None) -> None:
+        """Take any painting as a style, through ``net``'s style predictor (an :class:`ArbitraryStyleNet`).
+
+        Named styles are embeddings: the network's stored ones, then those the user added
+        (``fastnst styles add``); :meth:`add_style` adds a painting under a name.
+        """
+        from fastnst.stylize.paintings import EmbeddingCache, UserStyles
+
+        self.painter, self.network_sha256 = net.float().eval(), network_sha256
+        self.embedding_cache = EmbeddingCache(cache_dir / "embeddings" if cache_dir else None)
+        self.embeddings = {name: net.stored(name).detach().clone() for name in net.styles}
+        self.embeddings.update(UserStyles().embeddings(network_sha256))
+        self.styles = tuple(self.embeddings)
+
+    def embed(self, painting, max_pixels: int | None = None) -> torch.Tensor:
+        """The style embedding (E,) of a painting (a path, bytes or a PIL image), computed once per painting.
+
+        ``max_pixels``: refuse larger paintings (default :data:`~fastnst.stylize.paintings.MAX_PAINTING_PIXELS`).
+
+        Raises:
+            PaintingError: the painting cannot be used (one line naming it). ValueError: not an
+                any-painting network.
+        """
+        from fastnst.models.arbitrary import prepare_painting
+        from fastnst.stylize.paintings import content_hash, painting_bytes, read_painting
+
+        if self.painter is None:
+            raise ValueError(f"{self.style!r} paints its own styles only; give an any-painting network (arbitrary)")
+        data, name = painting_bytes(painting)
+        image = painting if isinstance(painting, Image.Image) else None
+        pixels = read_painting(data, name, image, **({"max_pixels": max_pixels} if max_pixels else {}))
+        key = content_hash(data, pixels)
+        embedding = self.embedding_cache.get(self.network_sha256, key)
+        if embedding is None:
+            with torch.inference_mode():
+                embedding = self.painter.embed(prepare_painting(pixels))[0].float()
+            self.embedding_cache.put(self.network_sha256, key, embedding)
+        return embedding
+
+    def add_style(self, name: str, painting) -> str:
+        """Make ``painting`` a named style of this stylizer (for ``style=name``); returns the name."""
+        self.embeddings[name] = self.embed(painting)
+        self.styles = tuple(self.embeddings)
+        return name
 
     @classmethod
     def from_checkpoint(
@@ -143,6 +189,10 @@ class Stylizer:
                 )
         stylizer = cls(runner, loaded.style, loaded.info)
         stylizer.choice = choice
+        if getattr(loaded.net, "arch", None) == "johnson_arbitrary":
+            from fastnst.io import file_sha256
+
+            stylizer.use_paintings(loaded.net, file_sha256(path), cache_dir)
         return stylizer
 
     def switch_to(self, backend: Backend, choice=None) -> None:
@@ -176,13 +226,19 @@ class Stylizer:
                 raise ValueError(f"{self.style!r} is a single-style network; it has no style {style!r}")
             return None
         style = style if style is not None else self.default_style
+        if isinstance(style, torch.Tensor):  # an embedding, of an any-painting network
+            return style.to(self.device, torch.float32).reshape(1, -1).expand(batch, -1)
         if style is None:
             raise ValueError(
                 f"a multi-style network: choose a style ({', '.join(self.styles)}), a mix a=0.7,b=0.3, or all"
+                + (", or give a painting" if self.painter is not None else "")
             )
         from fastnst.models.multi_style import mix_weights
 
-        return mix_weights(self.styles, style).to(self.device).expand(batch, -1)
+        weights = mix_weights(self.styles, style).to(self.device)
+        if self.painter is not None:  # mixing styles mixes their embeddings
+            weights = weights @ torch.stack(list(self.embeddings.values())).to(self.device)
+        return weights.expand(batch, -1)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Run the network on a float32 batch already on the device (no strength or colour options)."""
@@ -251,8 +307,13 @@ class Stylizer:
 
     def stylize(
         self, image: Image.Image, strength: float = 1.0, keep_color: bool = False,
-        style: str | dict[str, float] | None = None,
+        style: str | dict[str, float] | None = None, style_image=None,
     ) -> Image.Image:  # fmt: skip
-        """Stylize one PIL image; returns an RGB image of the same size (``style``: see :meth:`stylize_tensor`)."""
+        """Stylize one PIL image; returns an RGB image of the same size (``style``: see :meth:`stylize_tensor`).
+
+        ``style_image``: an any-painting network's painting (a path, bytes or a PIL image), instead of ``style``.
+        """
+        if style_image is not None:
+            style = self.embed(style_image)
         tensor = pil_to_tensor(image.convert("RGB")).unsqueeze(0)  # (1, 3, H, W)
         return tensor_to_pil(self.stylize_tensor(tensor, strength=strength, keep_color=keep_color, style=style))

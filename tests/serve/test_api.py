@@ -174,3 +174,57 @@ def test_a_multi_style_network_serves_each_of_its_styles(tiny_ckpt, tmp_path):
         outs = [post(c, data, style=name) for name in ("other", "multi/tiny")]
         assert [o.status_code for o in outs] == [200, 200] and outs[0].content != outs[1].content
         assert c.get("/v1/styles/multi/tiny/thumbnail.jpg").status_code == 200
+
+
+@pytest.fixture
+def painting_client(arbitrary_ckpt, tiny_ckpt):
+    painter = Stylizer.from_checkpoint(arbitrary_ckpt, backend="torch", device="cpu", precision="fp32")
+    tiny = Stylizer.from_checkpoint(tiny_ckpt, backend="torch", device="cpu", precision="fp32")
+    app = create_app({"arbitrary": painter, "tiny": tiny}, Limits(max_pixels=100_000, max_upload_bytes=200_000))
+    with TestClient(app) as c:
+        c.stylizer = painter
+        yield c
+
+
+def test_a_users_own_painting_beside_the_photo(painting_client, tmp_path):
+    photo = photo_bytes(tmp_path)
+    painting = write_photo(tmp_path / "painting.png", size=(80, 64), seed=9).read_bytes()
+    assert painting_client.get("/healthz").json()["any_painting"]
+    names = [s["name"] for s in painting_client.get("/v1/styles").json()]
+    assert {"a", "b", "tiny"} <= set(names)  # the any-painting network's stored styles are styles too
+    r = painting_client.post("/v1/stylize", files={"image": ("p.png", photo), "style_image": ("art.png", painting)},
+                             headers={"Accept": "image/png"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    import numpy as np
+
+    expected = painting_client.stylizer.stylize(Image.open(io.BytesIO(photo)), style_image=painting)
+    got = Image.open(io.BytesIO(r.content))
+    assert np.abs(np.asarray(got, np.int16) - np.asarray(expected, np.int16)).max() <= 1
+    assert post(painting_client, photo, style="a").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "case, status, words",
+    [("tiny painting", 422, "too small to read a style from"), ("text", 415, "not an image"),
+     ("too many bytes", 413, "upload larger than"), ("too many pixels", 413, "the limit is 0.1 MP"),
+     ("no style", 422, "give a style name, or a painting")],
+)  # fmt: skip
+def test_a_bad_painting_is_a_one_line_4xx(painting_client, tmp_path, case, status, words):
+    painting = {
+        "tiny painting": write_photo(tmp_path / "t.png", size=(16, 16)).read_bytes(),
+        "text": b"not a painting",
+        "too many bytes": b"\x89PNG" + bytes(300_000),
+        "too many pixels": photo_bytes(tmp_path, size=(400, 300)),
+    }.get(case)
+    files = {"image": ("p.png", photo_bytes(tmp_path))} | ({"style_image": ("art.png", painting)} if painting else {})
+    response = painting_client.post("/v1/stylize", files=files)
+    assert response.status_code == status, response.text
+    assert words in response.json()["error"] and "\n" not in response.json()["error"]
+
+
+def test_a_painting_without_an_any_painting_network_is_refused(client, tmp_path):
+    painting = write_photo(tmp_path / "painting.png", size=(80, 64)).read_bytes()
+    r = client.post(
+        "/v1/stylize", files={"image": ("p.png", photo_bytes(tmp_path)), "style_image": ("a.png", painting)}
+    )
+    assert r.status_code == 422 and "no any-painting network" in r.json()["error"]

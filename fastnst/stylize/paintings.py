@@ -1,0 +1,169 @@
+"""A user's own painting as a style: read it (refusing what cannot be one), embed it once, keep it.
+
+- :func:`read_painting`: a painting file, upload or PIL image as (1, 3, H, W); a tiny, huge or
+  animated image is refused in one line naming it, a greyscale one converted.
+- :class:`EmbeddingCache`: the style predictor runs once per painting; its embedding is kept by the
+  painting's content hash and the network's (in memory, and on disk under the cache folder).
+- :class:`UserStyles`: ``fastnst styles add NAME painting.jpg`` keeps a name, the painting's path and
+  hash, and its embedding per network, so ``--style NAME`` works like a shipped style.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from fastnst.io import ImageReadError, atomic_path, pil_to_tensor, read_image
+
+MIN_PAINTING_SIDE = 32  # px: smaller holds no brushwork to learn a style from
+MAX_PAINTING_PIXELS = 40_000_000
+
+
+class PaintingError(ImageReadError):
+    """A painting cannot be used as a style; the message names it and says why."""
+
+
+def painting_bytes(source: str | Path | bytes | Image.Image) -> tuple[bytes | None, str]:
+    """(the painting's bytes, a name for messages); a PIL image has no bytes (hashed from its pixels)."""
+    if isinstance(source, Image.Image):
+        return None, getattr(source, "filename", "") or "the painting"
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source), "the painting"
+    path = Path(source).expanduser()
+    try:
+        return path.read_bytes(), str(path)
+    except FileNotFoundError:
+        raise PaintingError(f"{path}: no such painting; give the path of an image file") from None
+    except IsADirectoryError:
+        raise PaintingError(f"{path}: is a folder; give one painting (an image file)") from None
+    except OSError as exc:
+        raise PaintingError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def read_painting(
+    data: bytes | None, name: str, image: Image.Image | None = None, max_pixels: int = MAX_PAINTING_PIXELS
+) -> torch.Tensor:
+    """The painting as (1, 3, H, W) in [0, 1]: greyscale and palette images are converted to RGB.
+
+    Raises:
+        PaintingError: animated, or smaller than :data:`MIN_PAINTING_SIDE` px on a side.
+        ImageReadError: not an image (:class:`NotAnImageError`), over ``max_pixels``
+            (:class:`ImageTooLargeError`), truncated or corrupt. Each one line naming the painting.
+    """
+    if image is None:
+        try:
+            with Image.open(io.BytesIO(data)) as probe:
+                frames = getattr(probe, "n_frames", 1)
+        except Exception:
+            frames = 1  # read_image says what is wrong with it
+        if frames > 1:
+            raise PaintingError(f"{name}: an animated image ({frames} frames); give one still painting (JPEG or PNG)")
+        image = read_image(name, data=io.BytesIO(data), max_pixels=max_pixels)  # its own one-line errors
+    image = image.convert("RGB")
+    if min(image.size) < MIN_PAINTING_SIDE:
+        raise PaintingError(
+            f"{name}: {image.width}x{image.height} px is too small to read a style from; "
+            f"give a painting at least {MIN_PAINTING_SIDE} px on each side (256 or more is best)"
+        )
+    return pil_to_tensor(image).unsqueeze(0)
+
+
+def content_hash(data: bytes | None, painting: torch.Tensor) -> str:
+    """SHA-256 of the painting's file bytes, or of its pixels when it came as an image object."""
+    payload = data if data is not None else painting.mul(255).round().byte().numpy().tobytes()
+    return hashlib.sha256(payload).hexdigest()
+
+
+class EmbeddingCache:
+    """Style embeddings by (network hash, painting hash): in memory, and as JSON under ``folder``."""
+
+    def __init__(self, folder: Path | None):
+        self.folder, self.memory = folder, {}
+
+    def get(self, network: str, painting: str) -> torch.Tensor | None:
+        key = (network, painting)
+        if key not in self.memory and self.folder is not None:
+            try:
+                values = json.loads((self.folder / network[:16] / f"{painting[:32]}.json").read_text())
+                self.memory[key] = torch.tensor(values, dtype=torch.float32)
+            except (OSError, ValueError, TypeError):
+                return None
+        return self.memory.get(key)
+
+    def put(self, network: str, painting: str, embedding: torch.Tensor) -> None:
+        self.memory[(network, painting)] = embedding
+        if self.folder is None:
+            return
+        try:
+            path = self.folder / network[:16] / f"{painting[:32]}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(embedding.tolist()))
+        except OSError:
+            pass  # a cache that cannot be written only costs a recomputation
+
+
+def default_styles_file() -> Path:
+    """``$FASTNST_STYLES`` or ``$XDG_DATA_HOME/fastnst/styles.json`` (``~/.local/share`` by default)."""
+    if os.environ.get("FASTNST_STYLES"):
+        return Path(os.environ["FASTNST_STYLES"]).expanduser()
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data_home / "fastnst" / "styles.json"
+
+
+STYLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class UserStyles:
+    """The styles a user added (``fastnst styles add``): name -> painting path, hash, date, embeddings per network."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or default_styles_file()
+
+    def load(self) -> dict[str, dict]:
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise PaintingError(
+                f"{self.path}: the styles file cannot be read ({exc}); move it away to start anew"
+            ) from None
+
+    def add(self, name: str, painting: Path, sha256: str, network: str, embedding: torch.Tensor) -> dict:
+        """Keep ``name`` (replacing an earlier one of that name); returns its entry.
+
+        Raises:
+            PaintingError: a name that is not a plain word (letters, digits, ``_ . -``).
+        """
+        if not STYLE_NAME.match(name):
+            raise PaintingError(f"style name {name!r}: use letters, digits, '_', '.' or '-' (at most 64)")
+        styles = self.load()
+        entry = {
+            "painting": str(Path(painting).expanduser().resolve()),
+            "sha256": sha256,
+            "added": dt.datetime.now().isoformat(timespec="seconds"),
+            "embeddings": {network: embedding.tolist()},
+        }
+        styles[name] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(styles, indent=1))
+        return entry
+
+    def embeddings(self, network: str) -> dict[str, torch.Tensor]:
+        """Every user style that has an embedding for ``network`` (a network's file hash)."""
+        return {
+            name: torch.tensor(entry["embeddings"][network], dtype=torch.float32)
+            for name, entry in self.load().items()
+            if network in entry.get("embeddings", {})
+        }

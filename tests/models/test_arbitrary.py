@@ -1,0 +1,96 @@
+"""The any-painting network: a style predictor whose embedding maps linearly to every norm's (γ, β)."""
+
+import pytest
+import torch
+
+from fastnst.checkpoint import load_network, save_network
+from fastnst.models.arbitrary import ArbitraryStyleNet, ArbitraryStyleNetConfig, prepare_painting
+from fastnst.models.multi_style import MultiStyleNet, MultiStyleNetConfig, mix_weights
+
+TINY = {"width": 0.25, "num_residual_blocks": 1, "embedding_dim": 8, "hidden_dim": 16, "encoder_channel_scale": 0.125}
+
+
+def tiny_arbitrary(styles=("a", "b")) -> ArbitraryStyleNet:
+    torch.manual_seed(0)
+    return ArbitraryStyleNet(ArbitraryStyleNetConfig(**TINY, styles=styles)).eval()
+
+
+def test_shapes_and_every_trained_parameter_gets_a_gradient():
+    net = tiny_arbitrary().train()
+    x, paintings = torch.rand(2, 3, 28, 36), torch.rand(2, 3, 40, 40)
+    from fastnst.models.arbitrary import painting_statistics
+
+    stats = painting_statistics(net.style_encoder(paintings))
+    embedding = net.embed_statistics(stats)
+    assert stats.shape == (2, 2 * (8 + 16 + 32 + 64)) and embedding.shape == (2, 8)
+    y = net(x, embedding)
+    assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1
+    y.mean().backward()
+    trained = [n for n, p in net.named_parameters() if p.requires_grad]
+    assert trained and all(net.get_parameter(n).grad is not None for n in trained)
+    assert not any(p.requires_grad for p in net.style_encoder.parameters())  # the VGG layers stay frozen
+
+
+def test_different_embeddings_paint_differently_and_mixing_is_linear():
+    net = tiny_arbitrary()
+    with torch.no_grad():
+        for norm in net.conditional_norms():
+            norm.weight.add_(torch.randn_like(norm.weight))
+        x = torch.rand(1, 3, 24, 24)
+        a, b = torch.randn(8), torch.randn(8)
+        assert (net(x, a) - net(x, b)).abs().max() > 1e-3
+        # (γ, β) are linear in the embedding: the network run at a mix equals the one whose norms are mixed
+        gamma = lambda e: torch.cat([e, torch.ones(1)]) @ net.conditional_norms()[0].weight  # noqa: E731
+        assert torch.allclose(gamma(0.3 * a + 0.7 * b), 0.3 * gamma(a) + 0.7 * gamma(b), atol=1e-5)
+
+
+def test_starts_from_a_multi_style_network_painting_its_styles():
+    torch.manual_seed(1)
+    multi = MultiStyleNet(MultiStyleNetConfig(width=0.25, num_residual_blocks=1, styles=("a", "b", "c"))).eval()
+    with torch.no_grad():
+        for module in multi.modules():
+            if hasattr(module, "weight") and module.weight is not None and module.weight.dim() == 2:
+                module.weight.add_(torch.randn_like(module.weight) * 0.5)
+                module.bias.add_(torch.randn_like(module.bias) * 0.5)
+    net = tiny_arbitrary(styles=("a", "b", "c"))
+    paintings = [torch.rand(1, 3, 48, 64) * scale for scale in (0.2, 0.6, 1.0)]  # unlike statistics
+    embeddings = torch.cat([net.embed(prepare_painting(p, 48)) for p in paintings])
+    net.init_from_multi_style(multi, embeddings, ridge=1e-6)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        for i, name in enumerate(multi.styles):
+            assert torch.allclose(net(x, embeddings[i]), multi(x, mix_weights(multi.styles, name)), atol=2e-3)
+
+
+def test_export_and_load_keep_the_stored_styles(tmp_path):
+    net = tiny_arbitrary()
+    net.style_embeddings.copy_(torch.randn(2, 8))
+    path = save_network(net, tmp_path / "arbitrary.safetensors", {"style": "arbitrary"})
+    loaded = load_network(path).net
+    assert loaded.styles == ("a", "b") and torch.equal(loaded.stored("b"), net.stored("b"))
+    with pytest.raises(ValueError, match="unknown style 'c'; this network stores a, b"):
+        loaded.stored("c")
+    x = torch.rand(1, 3, 20, 20)
+    assert torch.allclose(loaded(x, loaded.stored("a")), net(x, net.stored("a")))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_exported_graph_takes_the_embedding_as_an_input(tmp_path, backend):
+    pytest.importorskip(backend)
+    from fastnst.stylize.stylizer import Stylizer
+
+    net = tiny_arbitrary()
+    with torch.no_grad():
+        for norm in net.conditional_norms():
+            norm.weight.add_(torch.randn_like(norm.weight))
+    path = save_network(net, tmp_path / "arbitrary.safetensors", {"style": "arbitrary"})
+    reference = Stylizer.from_checkpoint(path, backend="torch", cache_dir=tmp_path)
+    other = Stylizer.from_checkpoint(path, backend=backend, cache_dir=tmp_path)
+    painting = tmp_path / "painting.png"
+    from conftest import write_photo
+
+    write_photo(painting, size=(64, 48), seed=3)
+    x = torch.rand(1, 3, 36, 44)
+    for style in ("a", "a=0.5,b=0.5", reference.embed(painting)):  # stored, mixed and a new painting: one graph
+        want = reference.stylize_tensor(x, style=style)
+        assert (other.stylize_tensor(x, style=style) - want).abs().max() < 1e-4

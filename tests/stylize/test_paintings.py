@@ -1,0 +1,94 @@
+"""A user's own painting as a style: refused in one line when it cannot be one, embedded once, kept by name."""
+
+import pytest
+import torch
+from PIL import Image
+
+from fastnst.cli import main
+from fastnst.stylize.paintings import PaintingError
+from fastnst.stylize.stylizer import Stylizer
+
+from conftest import write_photo
+
+
+@pytest.fixture
+def stylizer(arbitrary_ckpt, tmp_path):
+    return Stylizer.from_checkpoint(arbitrary_ckpt, backend="torch", cache_dir=tmp_path / "cache")
+
+
+def test_a_painting_is_embedded_once_and_paints_differently_from_another(stylizer, tmp_path, monkeypatch):
+    a = write_photo(tmp_path / "a.png", size=(64, 48), seed=1)
+    b = write_photo(tmp_path / "b.png", size=(64, 48), seed=2)
+    calls = []
+    real = stylizer.painter.embed
+    monkeypatch.setattr(stylizer.painter, "embed", lambda x: calls.append(1) or real(x))
+    photo = Image.open(write_photo(tmp_path / "photo.png", size=(40, 32), seed=5))
+    first = stylizer.stylize(photo, style_image=a)
+    again = stylizer.stylize(photo, style_image=str(a))
+    assert len(calls) == 1 and first.tobytes() == again.tobytes()  # the same painting: one prediction
+    other = stylizer.stylize(photo, style_image=Image.open(b))
+    assert len(calls) == 2 and other.tobytes() != first.tobytes()
+    assert list((tmp_path / "cache" / "embeddings").rglob("*.json"))  # kept on disk by content hash too
+
+
+def test_bad_paintings_get_one_line_naming_them(stylizer, tmp_path):
+    write_photo(tmp_path / "tiny.png", size=(20, 30))
+    frames = [Image.new("RGB", (64, 64), c) for c in ("red", "blue")]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    (tmp_path / "notes.jpg").write_text("not an image")
+    (tmp_path / "cut.png").write_bytes(write_photo(tmp_path / "full.png", size=(64, 64)).read_bytes()[:200])
+    for name, message in [("tiny.png", "too small to read a style from"), ("moving.gif", "animated image"),
+                          ("notes.jpg", "not an image"), ("cut.png", "cannot decode"), ("missing.png", "no such painting")]:  # fmt: skip
+        with pytest.raises(PaintingError if name != "notes.jpg" and name != "cut.png" else ValueError) as err:
+            stylizer.embed(tmp_path / name)
+        assert message in str(err.value) and name in str(err.value) and "\n" not in str(err.value)
+    grey = write_photo(tmp_path / "grey.png", size=(64, 48), mode="L")  # converted, not refused
+    assert stylizer.embed(grey).shape == (8,)
+
+
+def test_styles_mix_as_embeddings(stylizer):
+    x = torch.rand(1, 3, 24, 24)
+    half = stylizer.style_weights("a=0.5,b=0.5", 1)
+    assert torch.allclose(half[0], 0.5 * (stylizer.embeddings["a"] + stylizer.embeddings["b"]))
+    assert stylizer.stylize_tensor(x, style="a").shape == x.shape
+    with pytest.raises(ValueError, match="unknown style 'c'"):
+        stylizer.stylize_tensor(x, style="c")
+
+
+def test_cli_stylizes_with_a_painting_and_names_the_output_after_it(arbitrary_ckpt, tmp_path, capsys):
+    painting = write_photo(tmp_path / "My Painting.png", size=(64, 64), seed=7)
+    for i in range(2):
+        write_photo(tmp_path / "in" / f"p{i}.png", size=(40, 30), seed=i)
+    out = tmp_path / "out"
+    args = ["stylize", "--ckpt", str(arbitrary_ckpt), str(tmp_path / "in"), "-o", str(out), "--backend", "torch"]
+    assert main([*args, "--style-image", str(painting), "--strength", "0.5", "--preserve-color"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["p0_My_Painting.png", "p1_My_Painting.png"]
+    assert main([*args, "--style-image", str(painting), "--style", "a"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main([*args, "--style-image", str(tmp_path / "nope.png")]) == 2
+    assert "nope.png: no such painting" in capsys.readouterr().err
+
+
+def test_a_single_style_network_refuses_a_painting(tiny_ckpt, tmp_path, capsys):
+    painting = write_photo(tmp_path / "painting.png", size=(64, 64))
+    photo = write_photo(tmp_path / "photo.png", size=(40, 30))
+    args = ["stylize", "--ckpt", str(tiny_ckpt), str(photo), "-o", str(tmp_path), "--backend", "torch"]
+    assert main([*args, "--style-image", str(painting)]) == 2
+    assert "paints its own styles only" in capsys.readouterr().err
+
+
+def test_styles_add_then_use_it_by_name(arbitrary_ckpt, tmp_path, capsys):
+    painting = write_photo(tmp_path / "mine.png", size=(64, 64), seed=11)
+    assert main(["styles", "add", "mine", str(painting), "--ckpt", str(arbitrary_ckpt)]) == 0
+    assert "added style 'mine'" in capsys.readouterr().out
+    assert main(["styles", "list", "--ckpt", str(arbitrary_ckpt)]) == 0
+    listing = capsys.readouterr().out
+    assert "a " in listing and "stored in the network" in listing and "mine" in listing and str(painting) in listing
+    photo = write_photo(tmp_path / "photo.png", size=(40, 30))
+    assert main(["stylize", "--ckpt", str(arbitrary_ckpt), str(photo), "-o", str(tmp_path / "out"), "--style", "mine",
+                 "--backend", "torch"]) == 0  # fmt: skip
+    assert (tmp_path / "out" / "photo_mine.png").is_file()
+    direct = Stylizer.from_checkpoint(arbitrary_ckpt, backend="torch").stylize(Image.open(photo), style_image=painting)
+    assert Image.open(tmp_path / "out" / "photo_mine.png").tobytes() == direct.tobytes()
+    assert main(["styles", "add", "bad name!", str(painting), "--ckpt", str(arbitrary_ckpt)]) == 2
+    assert main(["styles", "add", "x", str(painting), "--ckpt", str(tmp_path / "photo.png")]) == 2
