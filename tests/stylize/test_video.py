@@ -153,3 +153,16 @@ def test_stable_is_refused_by_backends_that_cannot_smooth(tmp_path, tiny_ckpt):
     with pytest.raises(BackendError, match="--stable needs the torch backend"):
         list(pipeline.run(stylizer, plan, options))
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_video_after_a_users_painting(tmp_path, arbitrary_ckpt, capsys):
+    from conftest import write_photo
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=8, audio=False)
+    painting = write_photo(tmp_path / "waterlilies.png", size=(64, 64), seed=4)
+    args = ["stylize", "--ckpt", str(arbitrary_ckpt), str(clip), "-o", str(tmp_path / "out"), "--quiet"]
+    assert main([*args, "--style-image", str(painting), "--backend", "torch"]) == 0
+    frames, _, size, _ = probe(tmp_path / "out" / "clip_waterlilies.mp4")
+    assert frames == 8 and size == (64, 48)
+    assert main([*args, "--style", "a", "--backend", "torch"]) == 0  # a stored style of the same network
+    assert (tmp_path / "out" / "clip_a.mp4").is_file()

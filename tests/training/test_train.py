@@ -532,3 +532,41 @@ def test_style_draw_sets_how_often_each_style_trains(train_cfg, tmp_path, monkey
                        ("{great_wave:0,the_scream:0,udnie:0}", "every weight is 0")):  # fmt: skip
         with pytest.raises(train_script.ConfigError, match=words):
             train_script.build_module(train_cfg(*multi, f"style_draw={bad}"))
+
+
+def test_any_painting_training_from_a_multi_style_network(train_cfg, tmp_path, monkeypatch):
+    from fastnst.checkpoint import load_network, save_network
+    from fastnst.models.multi_style import MultiStyleNet, MultiStyleNetConfig, mix_weights
+
+    styles = tmp_path / "styles"
+    for i, name in enumerate(("great_wave", "the_scream")):
+        write_photo(styles / f"{name}.jpg", size=(64, 64), seed=40 + i)
+    monkeypatch.setenv("FASTNST_STYLE_DIR", str(styles))
+    paintings = tmp_path / "paintings"
+    for i in range(6):
+        write_photo(paintings / f"movement{i % 2}" / f"p{i}.jpg", size=(72, 56), seed=50 + i)
+    (paintings / "movement0" / "broken.jpg").write_text("not a painting")
+    torch.manual_seed(0)
+    multi = MultiStyleNet(MultiStyleNetConfig(width=0.25, num_residual_blocks=1, styles=("great_wave", "the_scream")))
+    start = save_network(multi, tmp_path / "multi.safetensors", {"style": "multi"})
+    overrides = ("experiment=arbitrary", "styles=[great_wave,the_scream]", f"init_from={start}", "data.exclude=[]",
+                 f"data.root={tmp_path / 'photos'}", f"data.style_root={paintings}", "data.image_size=32",
+                 "data.style_image_size=32", "data.num_workers=0", "model.embedding_dim=8", "model.hidden_dim=16",
+                 "model.encoder_channel_scale=0.125", "trainer.max_steps=3", "callbacks.style_samples.every_n_steps=2",
+                 "trainer.precision=32-true", "data.style_held_out=0.3")  # fmt: skip
+    result = train_script.train(train_cfg(*overrides))
+    net = load_network(result["export_path"]).net
+    assert net.arch == "johnson_arbitrary" and net.styles == ("great_wave", "the_scream")
+    assert any("broken.jpg" in reason for reason in result["skipped_files"])  # counted, not fatal
+    assert net.style_embeddings.abs().sum() > 0  # the stored styles were embedded from their paintings
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():  # after 3 small steps it still paints the multi-style network's styles closely
+        for name in net.styles:
+            assert (net(x, net.stored(name)) - multi.eval()(x, mix_weights(multi.styles, name))).abs().mean() < 0.05
+    tags = __import__("test_train").scalars(tmp_path / "run")
+    assert "train/style_loss" in tags
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((tmp_path / "run").rglob("events.out.tfevents*")).parent))
+    events.Reload()
+    assert "samples" in events.Tags()["images"]  # held-out paintings x photos
