@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[train,onnx,openvino,video,serve,browser,dev]"
+	$(PIP) install -q -c constraints.txt -e ".[train,onnx,openvino,video,serve,browser,ray,dev]"
 	@if ! command -v chromium >/dev/null; then \
 		apt-get install -y -q chromium >/dev/null 2>&1 || \
 		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } || \

@@ -130,6 +130,26 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest a request waits for a batch (default 5)")
     add_runtime_options(sv)
 
+    ds = sub.add_parser("stylize-dataset", help="stylize a whole folder tree, resumably (locally or on Ray)")
+    ds.add_argument("src", help="the dataset's folder (class-per-folder trees keep their labels)")
+    ds.add_argument("dst", help="where the stylized tree, manifest.csv and manifest.parquet go")
+    ds.add_argument("--ckpt", required=True, help="a network (checkpoints/arbitrary.safetensors for --style-images)")
+    ds.add_argument("--style", help="a style, a mix a=0.7,b=0.3, or a list a,b,c to draw one from per image")
+    ds.add_argument("--style-images", help="a folder of paintings: one drawn per image (any-painting networks)")
+    ds.add_argument("--seed", type=int, default=0, help="the draw depends only on (seed, relative path)")
+    ds.add_argument("--format", choices=["same", "jpg", "png"], default="same", help="output format (default: same)")
+    ds.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    ds.add_argument("--size", type=int, help="resize so the long side is PX before stylizing")
+    ds.add_argument("--strength", type=float, default=1.0, help="amount of style in [0, 1]")
+    ds.add_argument("--preserve-color", action="store_true", help="keep the photos' colours")
+    ds.add_argument("--batch-size", type=int, default=4, help="images of one size and style per forward pass")
+    ds.add_argument("--engine", choices=["local", "ray"], default="local")
+    ds.add_argument("--address", help="--engine ray: the cluster to join (default: a local one)")
+    ds.add_argument("--actors", type=int, help="--engine ray: actors, each loading the network once (default: CPUs/2)")
+    ds.add_argument("--overwrite", action="store_true", help="redo every image, start a new manifest")
+    ds.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_options(ds)
+
     sy = sub.add_parser("styles", help="your own paintings as named styles of the any-painting network")
     sy_sub = sy.add_subparsers(dest="styles_command", required=True)
     add = sy_sub.add_parser("add", help="keep a painting as a named style: fastnst styles add NAME painting.jpg")
@@ -452,6 +472,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_stylize_dataset(args: argparse.Namespace) -> int:
+    """Stylize a folder tree with a progress bar (images/s, ETA); exit 1 when any input failed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from fastnst.backends.base import BackendError
+    from fastnst.checkpoint import CheckpointError
+    from fastnst.dataset import DatasetError, DatasetOptions, stylize_dataset
+
+    if args.style and args.style_images:
+        return fail("give --style or --style-images, not both")
+    options = DatasetOptions(
+        src=args.src, dst=args.dst, ckpt=args.ckpt, style=args.style, style_images=args.style_images, seed=args.seed,
+        fmt=args.format, quality=args.quality, size=args.size, strength=args.strength,
+        preserve_color=args.preserve_color, batch_size=max(1, args.batch_size), overwrite=args.overwrite,
+        backend=args.backend, precision=args.precision,
+    )  # fmt: skip
+    bar = Progress(TextColumn("[bold]stylize-dataset"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), disable=args.quiet)  # fmt: skip
+    task = bar.add_task("images", total=None, rate="")
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        bar.update(task, completed=done, total=total, rate=f"{rate:.1f} images/s")
+
+    try:
+        with bar:
+            summary = stylize_dataset(options, engine=args.engine, on_progress=progress,
+                                      **({"address": args.address, "actors": args.actors} if args.engine == "ray" else {}))  # fmt: skip
+    except (DatasetError, CheckpointError, BackendError, ValueError, ImportError) as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        print("\nfastnst: interrupted; what was written is in the manifest, run again to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"stylized {summary.written} images ({summary.images_per_second:.1f}/s, {summary.backend}, "
+          f"{args.engine} engine); kept {summary.kept} from an earlier run; {len(summary.failed)} failed; "
+          f"manifest: {', '.join(map(str, summary.manifest))}")  # fmt: skip
+    for row in summary.failed:
+        print(f"fastnst: failed: {row['source']}: {row['error']}", file=sys.stderr)
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
 def cmd_styles(args: argparse.Namespace) -> int:
     """``fastnst styles add NAME painting`` / ``fastnst styles list``."""
     from fastnst.checkpoint import CheckpointError
@@ -520,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "serve": cmd_serve,
         "styles": cmd_styles,
+        "stylize-dataset": cmd_stylize_dataset,
     }
     return commands[args.command](args)
 

@@ -21,6 +21,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 TINY_NET = {"width": 0.25, "num_residual_blocks": 1}
+MULTI_STYLES = ("wave", "night", "scream")
 
 
 @pytest.fixture(autouse=True)
@@ -119,6 +120,22 @@ def tiny_ckpt(tmp_path: Path, tiny_net) -> Path:
     from fastnst.checkpoint import save_network
 
     return save_network(tiny_net, tmp_path / "ckpt" / "tiny.safetensors", {"style": "tiny", "steps": 7})
+
+
+@pytest.fixture
+def multi_ckpt(tmp_path: Path) -> Path:
+    """A tiny multi-style network (styles wave, night, scream) whose styles really differ."""
+    from fastnst.checkpoint import save_network
+    from fastnst.models.multi_style import MultiStyleNet, MultiStyleNetConfig
+
+    torch.manual_seed(0)
+    net = MultiStyleNet(MultiStyleNetConfig(**TINY_NET, styles=MULTI_STYLES))
+    with torch.no_grad():
+        for module in net.modules():
+            if hasattr(module, "weight") and module.weight is not None and module.weight.dim() == 2:
+                module.weight.add_(torch.randn_like(module.weight) * 0.5)
+                module.bias.add_(torch.randn_like(module.bias) * 0.5)
+    return save_network(net.eval(), tmp_path / "multi.safetensors", {"style": "multi"})
 
 
 @pytest.fixture

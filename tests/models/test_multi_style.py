@@ -7,19 +7,7 @@ from fastnst.checkpoint import load_network, save_network
 from fastnst.models.multi_style import MultiStyleNet, MultiStyleNetConfig, mix_weights
 from fastnst.stylize.stylizer import Stylizer
 
-STYLES = ("wave", "night", "scream")
-
-
-@pytest.fixture
-def multi_ckpt(tmp_path):
-    torch.manual_seed(0)
-    net = MultiStyleNet(MultiStyleNetConfig(width=0.25, num_residual_blocks=1, styles=STYLES))
-    with torch.no_grad():  # make the styles really differ
-        for module in net.modules():
-            if hasattr(module, "weight") and module.weight is not None and module.weight.dim() == 2:
-                module.weight.add_(torch.randn_like(module.weight) * 0.5)
-                module.bias.add_(torch.randn_like(module.bias) * 0.5)
-    return save_network(net.eval(), tmp_path / "multi.safetensors", {"style": "multi"})
+from conftest import MULTI_STYLES as STYLES
 
 
 def test_styles_mix_by_interpolating_their_norms(multi_ckpt):

@@ -68,7 +68,7 @@ def test_video_keeps_frames_rate_size_and_audio(tmp_path, tiny_ckpt):
 def test_stable_mode_lowers_flicker(tmp_path):
     clip = make_clip(tmp_path / "clip.mp4", size=(96, 64), audio=False)
     stylizer = Stylizer.from_checkpoint(
-        ROOT / "checkpoints" / "starry_night.safetensors", device="cpu", precision="fp32"
+        ROOT / "checkpoints" / "starry_night.safetensors", backend="torch", device="cpu", precision="fp32"
     )
     plain = stylize_video(stylizer, clip, tmp_path / "plain.mp4")
     stable = stylize_video(stylizer, clip, tmp_path / "stable.mp4", stable=True)
