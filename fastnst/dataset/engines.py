@@ -18,6 +18,7 @@ from fastnst.dataset.work import DatasetOptions, Loaded, Worker, batches
 
 IO_THREADS = 2
 PREFETCH = 32  # images read ahead of the network
+BLOCK = 64  # images a Ray actor is given at once
 
 
 def prefetched(pool: ThreadPoolExecutor, load: Callable[[Task], Loaded], tasks: list[Task]) -> Iterator[Loaded]:
@@ -53,7 +54,8 @@ class RayActor:
 
     def __call__(self, block: dict) -> dict:
         tasks = [Task(s, o, st) for s, o, st in zip(block["source"], block["output"], block["style"])]
-        rows = self.worker.run(tasks)
+        rows: list[dict] = []
+        run_local(self.worker, tasks, rows.append)  # reading and writing overlap the network here too
         return {key: [str(row.get(key, "")) for row in rows] for key in ("source", "output", "style", "seed",
                                                                          "width", "height", "status", "error")}  # fmt: skip
 
@@ -89,12 +91,11 @@ def run_ray(options: DatasetOptions, worker: Worker, tasks: list[Task], on_row: 
         ctx.enable_progress_bars = False
         ctx.verbose_stats_logs = False
         chosen = worker.stylizer.backend
-        rows = ray.data.from_items([t.to_dict() for t in tasks], override_num_blocks=max(1, len(tasks) // 16))
+        rows = ray.data.from_items([t.to_dict() for t in tasks], override_num_blocks=max(1, len(tasks) // BLOCK))
         results = rows.map_batches(
             RayActor, fn_constructor_kwargs={"options": options.to_dict(), "backend": chosen.name,
                                              "precision": chosen.precision},
-            batch_size=16, compute=ray.data.ActorPoolStrategy(size=count), num_cpus=cpus, batch_format="numpy",
-            max_restarts=0,
+            batch_size=BLOCK, concurrency=count, num_cpus=cpus, batch_format="numpy", max_restarts=0,
         )  # fmt: skip
         for row in results.iter_rows():
             on_row({key: (value.item() if hasattr(value, "item") else value) for key, value in row.items()})

@@ -111,13 +111,6 @@ class Worker:
                 item.error = str(exc)
             return [None] * len(batch)
 
-    def run(self, tasks: list[Task]) -> list[dict]:
-        """Every task in order, batched: the manifest rows (what a Ray actor does with a block)."""
-        rows = []
-        for batch in batches(map(self.load, tasks), self.options.batch_size):
-            rows += [self.write(item, result) for item, result in zip(batch, self.results(batch))]
-        return rows
-
 
 def style_label(task: Task, options: DatasetOptions) -> str:
     """The manifest's style: a name or mix (empty: the network's own), or ``painting:<path>@<sha256[:12]>``."""
