@@ -6,7 +6,7 @@ PIP     := $(PY) -m pip --disable-pip-version-check
 PHOTO   ?= fastnst/assets/photos/chelsea.jpg
 DEMO    := outputs/demo
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench docs clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,10 @@ lint: install
 bench: install
 	$(PY) -m pytest -q -m slow
 	$(PY) scripts/benchmark.py --sections first_use backends --sizes 256 512 --widths 1.0
+
+docs: install
+	$(PY) scripts/showcase.py
+	$(PY) scripts/showcase.py --multi checkpoints/multi_style.safetensors
 
 clean:
 	rm -rf $(VENV) outputs logs .pytest_cache

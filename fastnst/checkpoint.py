@@ -5,8 +5,7 @@ Two formats are read:
 - ``.safetensors`` written by :func:`save_network`: the network's tensors, and
   in the metadata ``fastnst_arch`` (the architecture's registered name),
   ``fastnst_config`` (its config as JSON) and ``fastnst_info`` (a
-  :class:`NetworkInfo`: style name, training steps, the painting ...). Files of
-  the first format (no ``fastnst_arch``) hold the ``johnson`` network.
+  :class:`NetworkInfo`: style name, training steps, the painting ...).
 - a Lightning ``.ckpt`` of :class:`~fastnst.training.module.StyleTransferModule`,
   read with ``torch.load(weights_only=True)``; the architecture comes from its
   saved hyper-parameters.
@@ -31,7 +30,6 @@ from fastnst.io import atomic_path
 from fastnst.models.registry import build_network
 
 FORMAT = "fastnst-network/2"
-LEGACY_FORMATS = {"fastnst-transformer-net/1": "johnson"}  # format -> the architecture it always held
 NET_PREFIX = "net."
 
 
@@ -173,8 +171,8 @@ def _load_safetensors(path: Path) -> LoadedNetwork:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable .safetensors file, truncated or corrupt? ({exc})") from None
-    arch = metadata.get("fastnst_arch") or LEGACY_FORMATS.get(metadata.get("format", ""))
-    if metadata.get("format") not in (FORMAT, *LEGACY_FORMATS) or not arch or "fastnst_config" not in metadata:
+    arch = metadata.get("fastnst_arch")
+    if metadata.get("format") != FORMAT or not arch or "fastnst_config" not in metadata:
         kind = "VGG weights or another model" if any("features" in k for k in state) else "another model"
         raise CheckpointError(
             f"{path}: a .safetensors file without fastnst metadata ({kind}?); "
@@ -199,13 +197,9 @@ def _load_lightning(path: Path) -> LoadedNetwork:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict); expected a fastnst .ckpt")
     hparams = ckpt.get("hyper_parameters") or {}
     state = {k[len(NET_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(NET_PREFIX)}
-    if "net" in hparams:  # StyleTransferModule(net={"arch": ..., **config}, style={...}, ...)
-        spec, style = dict(hparams["net"]), dict(hparams.get("style") or {})
-    elif "net_config" in hparams:  # the first layout: flat values, always the johnson network
-        spec = {"arch": "johnson", **hparams["net_config"]}
-        style = {"name": hparams.get("style_name"), "image": hparams.get("style_image")}
-    else:
-        spec = None
+    # StyleTransferModule(net={"arch": ..., **config}, style={...}, ...)
+    spec = dict(hparams["net"]) if "net" in hparams else None
+    style = dict(hparams.get("style") or {})
     if spec is None or not state:
         raise CheckpointError(
             f"{path}: a Lightning checkpoint of another model (no fastnst network inside); "

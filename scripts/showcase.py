@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         photo = Path(args.photos[0])
         photo = photo if photo.is_file() else sorted(photo.glob("*.jpg"))[1]
-        save_image(tensor_to_pil(multi_strips(args.multi, photo, min(args.size, 256))), output, quality=85)
+        save_image(tensor_to_pil(multi_strips(args.multi, photo, min(args.size, 256))), output, quality=80)
         print(f"wrote {output}")
         return 0
     checkpoints = args.checkpoints or sorted((ROOT / "checkpoints").glob("*.safetensors"))
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems or not photos:
         print(f"showcase: {problems[0] if problems else f'no photos in {args.photos}'}", file=sys.stderr)
         return 1
-    save_image(tensor_to_pil(showcase(checkpoints, photos, args.size)), args.output, quality=85)
+    save_image(tensor_to_pil(showcase(checkpoints, photos, args.size)), args.output, quality=80)
     print(f"wrote {args.output}")
     return 0
 

@@ -82,7 +82,7 @@ def test_lightning_style_checkpoint_loads(tmp_path):
     torch.save(
         {
             "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-            "hyper_parameters": {"net_config": net.config.to_dict(), "style_name": "s"},
+            "hyper_parameters": {"net": {"arch": "johnson", **net.config.to_dict()}, "style": {"name": "s"}},
             "global_step": 12,
         },
         path,

@@ -12,10 +12,10 @@ from fastnst.stylize.tiling import num_tile_passes, stylize_tiled
 
 def test_import_is_light():
     code = (
-        "import sys, fastnst, fastnst.inference, fastnst.stylize.pipeline, fastnst.stylize.video, fastnst.cli; "
+        "import sys, fastnst, fastnst.stylize.pipeline, fastnst.stylize.video, fastnst.cli, fastnst.dataset; "
         "from fastnst import Stylizer; from fastnst.backends import BACKENDS; "
         "heavy = [m for m in ('lightning', 'pytorch_lightning', 'hydra', 'omegaconf', 'tensorboard', 'onnxruntime', "
-        "'openvino', 'fastapi', 'uvicorn', 'av') if m in sys.modules]; "
+        "'openvino', 'fastapi', 'uvicorn', 'av', 'ray', 'pyarrow') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
