@@ -97,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="score a network against its painting, write a report and a contact sheet")
     ev.add_argument("--ckpt", required=True, nargs="+", help="one network, or several to compare side by side")
-    ev.add_argument("--style", required=True, help="the painting the network was trained on")
+    ev.add_argument("--style", help="the painting the network was trained on (or that an any-painting network takes)")
+    ev.add_argument("--paintings", help="a folder of paintings: every painting x every photo (any-painting networks)")
+    ev.add_argument("--max-paintings", type=int, default=8)
+    ev.add_argument("--held-out", type=float, default=None,
+                    help="--paintings: only the share a training run with data.style_held_out=SHARE never saw")  # fmt: skip
     ev.add_argument("--images", nargs="+", required=True, help="photos: files, folders or globs")
     ev.add_argument("-o", "--output-dir", default="report")
     ev.add_argument("--size", type=int, default=384, help="long side of the photos (default 384)")
@@ -358,6 +362,36 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def paintings_to_score(args: argparse.Namespace) -> list[Path]:
+    """The paintings of ``--paintings`` (only the held-out share with ``--held-out``), at most ``--max-paintings``.
+
+    Raises:
+        ValueError: no such folder, or no painting in it (one line).
+    """
+    from fastnst.data import find_images, split_held_out
+
+    paintings = find_images(args.paintings)
+    if args.held_out:
+        paintings = split_held_out(paintings, args.paintings, args.held_out)[1]
+    if not paintings:
+        raise ValueError(
+            f"{args.paintings}: no paintings to score" + (" in its held-out share" if args.held_out else "")
+        )
+    return paintings[: args.max_paintings]
+
+
+def report_paintings(stylizers: dict, paintings: list[Path], photos: list[Path], output_dir: Path, options) -> int:
+    """``fastnst evaluate --paintings``: a report per painting, then the means over the paintings."""
+    from fastnst.evaluate import evaluate_paintings
+
+    summary = evaluate_paintings(stylizers, paintings, photos, output_dir, **options)
+    for method, s in summary["mean"].items():
+        print(f"{method:12s} over {len(paintings)} paintings x {len(photos)} photos: style {s['style_distance']:.3f}, "
+              f"content {s['content_distance']:.3f}, colour kept {s['colour_kept']:.2f}, {s['ms']:.1f} ms/image")  # fmt: skip
+    print(f"summary: {output_dir / 'summary.md'}, a report per painting in {output_dir}/<painting>/")
+    return EXIT_OK
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -381,8 +415,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             label: Stylizer.from_checkpoint(path, backend=args.backend, device=args.device, precision=args.precision)
             for label, path in zip(checkpoint_labels(paths), paths)
         }
+        if bool(args.style) == bool(args.paintings):
+            return fail("give the painting with --style, or a folder of them with --paintings")
         for stylizer in stylizers.values():
-            if stylizer.styles:
+            if stylizer.painter is not None and not args.network_style and args.style:
+                stylizer.default_style = stylizer.add_style(Path(args.style).stem, args.style)
+            elif stylizer.styles and not (stylizer.painter is not None and args.paintings):
                 if not args.network_style:
                     return fail(f"{stylizer.style} is a multi-style network: add --network-style with one of "
                                 f"{', '.join(stylizer.styles)}")  # fmt: skip
@@ -398,14 +436,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 bar.reset(task, total=steps, description=what, visible=True)
             bar.update(task, completed=step)
 
+        options = dict(
+            size=args.size, style_size=args.style_size, compare_optimize=args.compare_optimize,
+            optimize_config=GatysConfig(steps=args.optimize_steps), on_gatys_step=on_gatys_step,
+            progress=lambda line: bar.console.print(line, markup=False, highlight=False, soft_wrap=True),
+            cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()), frontier=args.frontier,
+        )  # fmt: skip
         with bar:
-            report = evaluate(
-                stylizers, Path(args.style), photos, Path(args.output_dir), size=args.size, style_size=args.style_size,
-                compare_optimize=args.compare_optimize, optimize_config=GatysConfig(steps=args.optimize_steps),
-                progress=lambda line: bar.console.print(line, markup=False, highlight=False, soft_wrap=True),
-                on_gatys_step=on_gatys_step,
-                cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()), frontier=args.frontier,
-            )  # fmt: skip
+            if args.paintings:
+                return report_paintings(stylizers, paintings_to_score(args), photos, Path(args.output_dir), options)
+            report = evaluate(stylizers, Path(args.style), photos, Path(args.output_dir), **options)
     except (CheckpointError, ImageReadError, ValueError, ImportError) as exc:
         return fail(str(exc))
     for method, s in report["mean"].items():

@@ -588,3 +588,52 @@ def markdown(report: dict) -> str:
     lines += [f"| {Path(e['photo']).name} " + row(m, e[m]) for e in report["photos"] for m in methods]
     lines += ["", "![contact sheet](contact_sheet.png)", ""]
     return "\n".join(lines)
+
+
+def painting_sheet(stylizer: Stylizer, paintings: list[Path], photos: list[Path], size: int = 256) -> Image.Image:
+    """A grid for an any-painting network: a row per painting (the painting, then each photo after it)."""
+    rows, captions = [], []
+    for painting in paintings:
+        style = stylizer.embed(painting)
+        row = [read_image(painting)]
+        row += [tensor_to_pil(stylizer.stylize_tensor(load_image(p, size), style=style)) for p in photos]
+        rows.append(row)
+        captions.append([painting.stem[:28]] + [""] * len(photos))
+    return contact_sheet(rows, ["painting", *(p.stem for p in photos)], captions)
+
+
+def evaluate_paintings(
+    stylizers: dict[str, Stylizer], paintings: list[Path], photos: list[Path], output_dir: Path, **options
+) -> dict:
+    """Every painting x every photo: an :func:`evaluate` per painting (in ``output_dir/<painting>/``), where an
+    any-painting network takes that painting as its style, then the means over paintings per method.
+
+    Writes ``summary.md``, ``summary.json`` and, for the first any-painting network, ``sheet.jpg``
+    (paintings x photos). ``options`` go to :func:`evaluate`.
+    """
+    per_painting = []
+    for painting in paintings:
+        for stylizer in stylizers.values():
+            if stylizer.painter is not None:
+                stylizer.default_style = stylizer.add_style(painting.stem, painting)
+        report = evaluate(stylizers, painting, photos, output_dir / painting.stem, **options)
+        per_painting.append({"painting": str(painting), "mean": report["mean"]})
+    keys = ("style_distance", "content_distance", "colour_kept", "ms")
+    methods = list(per_painting[0]["mean"])
+    mean = {m: {k: statistics.fmean(p["mean"][m][k] for p in per_painting) for k in keys} for m in methods}
+    summary = {"paintings": per_painting, "photos": [str(p) for p in photos], "mean": mean}
+    lines = ["| painting | " + " | ".join(f"{m} style | {m} content" for m in methods) + " |",
+             "|---|" + "---|---|" * len(methods)]  # fmt: skip
+    for p in [*per_painting, {"painting": "mean", "mean": mean}]:
+        cells = " | ".join(
+            f"{p['mean'][m]['style_distance']:.3f} | {p['mean'][m]['content_distance']:.3f}" for m in methods
+        )
+        lines.append(f"| {Path(p['painting']).name} | {cells} |")
+    with atomic_path(output_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    with atomic_path(output_dir / "summary.md") as tmp:
+        tmp.write_text(f"# {len(paintings)} paintings x {len(photos)} photos\n\n" + "\n".join(lines) + "\n")
+    painter = next((s for s in stylizers.values() if s.painter is not None), None)
+    if painter is not None:
+        save_image(painting_sheet(painter, paintings, photos[:4]), output_dir / "sheet.jpg", quality=85)
+    return summary

@@ -216,7 +216,9 @@ def backend_worker(job: dict) -> dict:
                                             precision=job["precision"], cache_dir=Path(job["cache_dir"]))  # fmt: skip
         x = torch.rand(1, 3, *job["size"])
         tile = job["tile"]
-        run = (lambda: stylizer.stylize_tiled(x, tile)) if tile else (lambda: stylizer.forward(x))
+        style = stylizer.styles[0] if stylizer.styles else None  # a conditioned network: its first named style
+        weights = stylizer.style_weights(style, 1) if style else None
+        run = (lambda: stylizer.stylize_tiled(x, tile, style=style)) if tile else (lambda: stylizer.forward(x, weights))
         if job.get("best_ms"):  # the rule of --backend auto: a clearly slower candidate stops after a pass
             ms, why = time_candidate(run, job["best_ms"])
             if ms is None and "best" in why:

@@ -1,6 +1,7 @@
 """fastnst.evaluate: reports, contact sheets, several networks, the Gatys cache."""
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -231,3 +232,25 @@ def test_evaluate_follows_each_gatys_run_step_by_step(tmp_path, tiny_ckpt):
     calls.clear()
     run("b")
     assert calls == []  # cached: nothing ran
+
+
+def test_an_any_painting_network_over_a_folder_of_paintings(arbitrary_ckpt, tiny_ckpt, tmp_path, capsys):
+    from fastnst.cli import main
+    from fastnst.data import split_held_out
+
+    paintings = tmp_path / "paintings"
+    for i in range(6):
+        write_photo(paintings / f"school{i % 2}" / f"p{i}.jpg", size=(64, 48), seed=60 + i)
+    photo = write_photo(tmp_path / "photos" / "a.jpg", size=(48, 40), seed=1)
+    out = tmp_path / "report"
+    args = ["evaluate", "--ckpt", str(arbitrary_ckpt), str(tiny_ckpt), "--paintings", str(paintings), "--images",
+            str(photo.parent), "--size", "40", "--style-size", "40", "-o", str(out), "--backend", "torch"]  # fmt: skip
+    assert main([*args, "--held-out", "0.5"]) == 0
+    held = split_held_out(sorted(paintings.rglob("*.jpg")), paintings, 0.5)[1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [Path(p["painting"]).name for p in summary["paintings"]] == [p.name for p in held]  # only the held-out
+    assert set(summary["mean"]) == {"arbitrary", "tiny"} and (out / "sheet.jpg").is_file()
+    assert all((out / p.stem / "report.json").is_file() for p in held)
+    text = capsys.readouterr().out
+    assert f"over {len(held)} paintings x 1 photos" in text
+    assert main([*args, "--style", str(held[0])]) == 2  # --style or --paintings, not both
