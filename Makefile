@@ -42,6 +42,7 @@ bench: install
 	$(PY) scripts/benchmark.py --sections first_use backends --sizes 256 512 --widths 1.0
 
 docs: install
+	$(PY) scripts/readme_table.py
 	$(PY) scripts/showcase.py
 	$(PY) scripts/showcase.py --multi checkpoints/multi_style.safetensors
 

@@ -55,6 +55,7 @@ class NetworkInfo:
     style_layers: dict[str, float] | None = None
     init_from: str | None = None
     init_steps: int | None = None
+    card: dict | None = None  # the model card: ``painting`` (title, artist, year, source), ``recipe``, ``evaluation``
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -85,12 +86,17 @@ def training_info(hparams: dict, steps: int | None, run: dict | None = None) -> 
         style_image_sha256=sha.get(style.get("name")),
         style_size=style.get("size"),
         steps=steps,
-        loss={k: loss[k] for k in ("name", "content_weight", "style_weight", "tv_weight", "colour_weight") if k in loss}
+        loss={k: loss[k] for k in ("name", "content_weight", "style_weight", "tv_weight", "color_weight") if k in loss}
         or None,
         content_layers=list(loss["content_layers"]) if "content_layers" in loss else None,
         style_layers=dict(loss["style_layers"]) if "style_layers" in loss else None,
         **run,
     )
+    if style.get("painting"):
+        info.card = {"painting": dict(style["painting"])}
+    cards = {s["name"]: dict(s["painting"]) for s in hparams.get("styles") or [] if s.get("painting")}
+    if cards:  # a network of named styles: each one's painting on its card
+        info.card = {**(info.card or {}), "paintings": cards}
     if hparams.get("styles"):  # a multi-style network: every style's painting
         info.style_image = info.style_image_sha256 = info.style_size = None
         info.extra["paintings"] = {

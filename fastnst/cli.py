@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runtime_options(st)
 
-    info = sub.add_parser("info", help="describe a checkpoint")
-    info.add_argument("--ckpt", required=True)
+    info = sub.add_parser("info", help="describe a checkpoint: its architecture, training and model card")
+    info.add_argument("--ckpt", required=True, nargs="+")
+    info.add_argument("--table", action="store_true", help="a markdown table of several networks' model cards")
 
     op = sub.add_parser("optimize", help="the classic Gatys et al. method: optimise the image itself")
     op.add_argument("--content", required=True, help="photo")
@@ -283,7 +284,56 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def card_rows(card: dict) -> dict[str, str]:
+    """A model card as ``fastnst info`` rows: the painting, the recipe, each evaluation figure."""
+    rows = {}
+    painting = card.get("painting") or {}
+    if painting:
+        rows["painting (card)"] = (
+            f"{painting.get('artist', '?')}, {painting.get('title', '?')} ({painting.get('year', '?')})"
+        )
+        rows["painting source"] = painting.get("source", "unknown")
+    if card.get("recipe"):
+        rows["recipe"] = card["recipe"]
+    for key, value in (card.get("evaluation") or {}).items():
+        rows[f"evaluation: {key.replace('_', ' ')}"] = value
+    return rows
+
+
+def style_table(paths: list[Path]) -> str:
+    """The README's table of shipped networks, from their model cards."""
+    from fastnst.checkpoint import load_network
+
+    lines = ["| network | painting | texture | content | colour kept |", "| --- | --- | --- | --- | --- |"]
+    for path in paths:
+        info = load_network(path).info
+        card = info.card or {}
+        painting = card.get("painting") or {}
+        what = (f"{painting['artist']}, *{painting['title']}* ({painting['year']})" if painting
+                else card.get("description", ""))  # fmt: skip
+        e = card.get("evaluation") or {}
+        cells = [f"{v:{f}}" if isinstance(v, float) else str(v) for v, f in (
+            (e.get("style_distance", ""), ".3f"), (e.get("content_distance", ""), ".3f"), (e.get("color_kept", ""), ".2f"))]  # fmt: skip
+        lines.append(f"| `{info.style or path.stem}` | {what} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
+    if args.table:
+        from fastnst.checkpoint import CheckpointError
+
+        try:
+            print(style_table([Path(p) for p in args.ckpt]))
+        except CheckpointError as exc:
+            return fail(str(exc))
+        return EXIT_OK
+    if len(args.ckpt) > 1:
+        return fail("give one --ckpt, or several with --table")
+    args.ckpt = args.ckpt[0]
+    return describe(args)
+
+
+def describe(args: argparse.Namespace) -> int:
     from fastnst.checkpoint import CheckpointError, load_network, network_spec
 
     try:
@@ -316,6 +366,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     for key in ("style_size", "image_size", "loss", "content_layers", "style_layers", "init_from", "init_steps"):
         if getattr(info, key) is not None:
             rows[key.replace("_", " ")] = getattr(info, key)
+    rows.update(card_rows(info.card or {}))
     rows.update({k: v for k, v in info.extra.items() if k not in rows and k != "paintings"})
     width = max(map(len, rows))
     for key, value in rows.items():
@@ -387,7 +438,7 @@ def report_paintings(stylizers: dict, paintings: list[Path], photos: list[Path],
     summary = evaluate_paintings(stylizers, paintings, photos, output_dir, **options)
     for method, s in summary["mean"].items():
         print(f"{method:12s} over {len(paintings)} paintings x {len(photos)} photos: style {s['style_distance']:.3f}, "
-              f"content {s['content_distance']:.3f}, colour kept {s['colour_kept']:.2f}, {s['ms']:.1f} ms/image")  # fmt: skip
+              f"content {s['content_distance']:.3f}, colour kept {s['color_kept']:.2f}, {s['ms']:.1f} ms/image")  # fmt: skip
     print(f"summary: {output_dir / 'summary.md'}, a report per painting in {output_dir}/<painting>/")
     return EXIT_OK
 
@@ -452,7 +503,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         layers = " ".join(f"{name} {value:.3f}" for name, value in s["layers"].items())
         print(
             f"{method:12s} style {s['style_distance']:.3f} ({layers}), content {s['content_distance']:.3f}, "
-            f"colour kept {s['colour_kept']:.2f}, objective {s['objective']:.3f}, SSIM {s['ssim']:.3f}, "
+            f"colour kept {s['color_kept']:.2f}, objective {s['objective']:.3f}, SSIM {s['ssim']:.3f}, "
             f"{s['ms']:.1f} ms/image" + gatys_steps_sentence(report, method)
         )
     print(

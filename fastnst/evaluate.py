@@ -58,7 +58,7 @@ class Scores:
 
     style_distance: float
     content_distance: float
-    colour_kept: float
+    color_kept: float
     ssim: float
     ms: float
     layers: dict[str, float] = field(default_factory=dict)
@@ -85,7 +85,7 @@ def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.nn.functional.conv2d(out, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def colour_kept(image: torch.Tensor, photo: torch.Tensor, sigma: float = 4.0) -> float:
+def color_kept(image: torch.Tensor, photo: torch.Tensor, sigma: float = 4.0) -> float:
     """Mean Pearson correlation of the blurred a* and b* fields of ``image`` and ``photo`` (1: colours kept).
 
     Shape: image, photo (1, 3, H, W) in [0, 1].
@@ -139,7 +139,7 @@ class Judge:
         objective = self._objective(image, distances, sum(raw.values())) / max(photo_objective, 1e-30)
         luma = rgb_to_yuv(image)[:, :1], rgb_to_yuv(photo)[:, :1]
         ssim = structural_similarity_index_measure(luma[0], luma[1], data_range=1.0)
-        return Scores(style, content, colour_kept(image, photo), float(ssim), ms, layers, objective)
+        return Scores(style, content, color_kept(image, photo), float(ssim), ms, layers, objective)
 
 
 @dataclass
@@ -275,7 +275,7 @@ def frontier_recipe(stylizer: Stylizer) -> str:
     ``classic`` for the bare Gatys objective, ``colour 5e+07`` with the colour-layout term, and the
     training crop where the file records it (``colour 5e+07, 256 px crops``).
     """
-    colour = (stylizer.info.loss or {}).get("colour_weight")
+    colour = (stylizer.info.loss or {}).get("color_weight")
     recipe = f"colour {float(colour):g}" if colour else "classic"
     crop = stylizer.info.image_size
     return f"{recipe}, {crop} px crops" if crop else recipe
@@ -432,7 +432,7 @@ def evaluate(
         for method in methods:
             s = entry[method]
             caps.append(
-                f"style {s['style_distance']:.3f} content {s['content_distance']:.3f} colour {s['colour_kept']:.2f}"
+                f"style {s['style_distance']:.3f} content {s['content_distance']:.3f} colour {s['color_kept']:.2f}"
             )
         per_photo.append(entry)
         rows.append(row)
@@ -457,7 +457,7 @@ def evaluate(
         report["frontier"] = [
             {"method": m, "kind": "gatys" if m in gatys_configs else "network",
              "ratio": float(m.split()[1]) if m in gatys_configs else ratios[m], **{
-                 k: means[m][k] for k in ("style_distance", "content_distance", "colour_kept")},
+                 k: means[m][k] for k in ("style_distance", "content_distance", "color_kept")},
              **({} if m in gatys_configs else {"recipe": frontier_recipe(stylizers[m])})}
             for m in methods
         ]  # fmt: skip
@@ -502,11 +502,11 @@ def gatys_ratios(report: dict, method: str) -> tuple[str, dict]:
 class QualityTargets:
     """Where a network counts as painting like Gatys (issue 21): each distance at most ``style`` x
     Gatys' (the total and every layer up to ``last_layer``), content at most ``content`` x,
-    colour kept at least ``colour`` x."""
+    colour kept at least ``color`` x."""
 
     style: float = 1.5
     content: float = 1.3
-    colour: float = 0.8
+    color: float = 0.8
     last_layer: str = "relu4_1"
 
     def unmet(self, ratios: dict) -> list[str]:
@@ -516,7 +516,7 @@ class QualityTargets:
         misses = [("style", ratios["style_distance"])] if ratios["style_distance"] > self.style else []
         misses += [(layer, ratios["layers"][layer]) for layer in judged if ratios["layers"][layer] > self.style]
         misses += [("content", ratios["content_distance"])] if ratios["content_distance"] > self.content else []
-        misses += [("colour kept", ratios["colour_kept"])] if ratios["colour_kept"] < self.colour else []
+        misses += [("colour kept", ratios["color_kept"])] if ratios["color_kept"] < self.color else []
         return [f"{name} {value:.2f}x" for name, value in misses]
 
 
@@ -543,7 +543,7 @@ def markdown(report: dict) -> str:
         per_layer = " | ".join(f"{s['layers'][layer]:.3f}" for layer in layers)
         return (
             f"| {name} | {s['style_distance']:.3f} | {per_layer} | {s['content_distance']:.3f} | "
-            f"{s['colour_kept']:.2f} | {s['objective']:.3f} | {s['ssim']:.3f} | {s['ms']:.1f} |"
+            f"{s['color_kept']:.2f} | {s['objective']:.3f} | {s['ssim']:.3f} | {s['ms']:.1f} |"
         )
 
     lines = [
@@ -567,7 +567,7 @@ def markdown(report: dict) -> str:
             per_layer = ", ".join(f"{layer} {value:.2f}x" for layer, value in r["layers"].items())
             lines.append(
                 f"{method} vs {match}: style distance {r['style_distance']:.2f}x ({per_layer}), content distance "
-                f"{r['content_distance']:.2f}x, colour kept {r['colour_kept']:.2f}x, objective {r['objective']:.2f}x, "
+                f"{r['content_distance']:.2f}x, colour kept {r['color_kept']:.2f}x, objective {r['objective']:.2f}x, "
                 f"time {r['ms']:.5f}x." + gatys_steps_sentence(report, method)
             )
         cached = sum(bool(e.get("gatys_cached")) for e in report["photos"])
@@ -580,7 +580,7 @@ def markdown(report: dict) -> str:
                   "| method | recipe | style:content | style | content | colour kept |", "|---|---|---|---|---|---|"]  # fmt: skip
         lines += [
             f"| {p['method']} | {p.get('recipe', 'Gatys')} | {p['ratio']:g} | {p['style_distance']:.3f} | "
-            f"{p['content_distance']:.3f} | {p['colour_kept']:.2f} |"
+            f"{p['content_distance']:.3f} | {p['color_kept']:.2f} |"
             for p in sorted(report["frontier"], key=lambda p: (p.get("recipe", ""), p["ratio"]))
         ]
         lines += ["", "![frontier](frontier.png)", ""]
@@ -618,7 +618,7 @@ def evaluate_paintings(
                 stylizer.default_style = stylizer.add_style(painting.stem, painting)
         report = evaluate(stylizers, painting, photos, output_dir / painting.stem, **options)
         per_painting.append({"painting": str(painting), "mean": report["mean"]})
-    keys = ("style_distance", "content_distance", "colour_kept", "ms")
+    keys = ("style_distance", "content_distance", "color_kept", "ms")
     methods = list(per_painting[0]["mean"])
     mean = {m: {k: statistics.fmean(p["mean"][m][k] for p in per_painting) for k in keys} for m in methods}
     summary = {"paintings": per_painting, "photos": [str(p) for p in photos], "mean": mean}

@@ -10,7 +10,7 @@ Normalisation (the loss weights in ``configs/loss`` depend on it):
   between Gram matrices, averaged over B C C.
 - ``tv_loss`` is the mean squared difference between neighbouring pixels,
   averaged over both directions, for images in [0, 1].
-- ``colour_loss`` is the mean squared error between the chroma (YUV U and V)
+- ``color_loss`` is the mean squared error between the chroma (YUV U and V)
   of the output and of the photo, each averaged over ``block`` x ``block``
   pixel blocks and with its own mean removed (a palette shift is free).
 
@@ -100,7 +100,7 @@ def tv_loss(images: torch.Tensor) -> torch.Tensor:
 _CHROMA = ((-0.14713, -0.28886, 0.436), (0.615, -0.51499, -0.10001))
 
 
-def colour_loss(stylized: torch.Tensor, content: torch.Tensor, block: int = 16) -> torch.Tensor:
+def color_loss(stylized: torch.Tensor, content: torch.Tensor, block: int = 16) -> torch.Tensor:
     """How far the output's colour layout is from the photo's, brushwork and palette aside.
 
     Each image's chroma (U, V) is averaged over ``block`` x ``block`` pixel blocks, which removes
@@ -134,7 +134,7 @@ class PerceptualLoss(nn.Module):
         content_layers: taps for the content loss.
         style_layers: tap name to per-layer weight.
         content_weight, style_weight, tv_weight: weights of the three terms.
-        colour_weight: weight of :func:`colour_loss` (0: off, the classic objective).
+        color_weight: weight of :func:`color_loss` (0: off, the classic objective).
     """
 
     def __init__(
@@ -146,14 +146,14 @@ class PerceptualLoss(nn.Module):
         content_weight: float = 1.0,
         style_weight: float = 5.0,
         tv_weight: float = 1e-6,
-        colour_weight: float = 0.0,
+        color_weight: float = 0.0,
     ):
         super().__init__()
         self.vgg = vgg
         self.content_layers = list(content_layers)
         self.style_layers = dict(style_layers)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
-        self.colour_weight = colour_weight
+        self.color_weight = color_weight
         if style_image is not None:
             with torch.no_grad():
                 feats = vgg(style_image)
@@ -179,7 +179,7 @@ class PerceptualLoss(nn.Module):
             - style_grams: tap name to (B, C, C), one painting per image (default: the style image's).
 
         Returns:
-            dict with ``content_loss``, ``style_loss``, ``tv_loss``, ``colour_loss`` when its
+            dict with ``content_loss``, ``style_loss``, ``tv_loss``, ``color_loss`` when its
             weight is not 0 (each already weighted) and ``loss`` (their sum).
         """
         b = stylized.shape[0]
@@ -195,7 +195,7 @@ class PerceptualLoss(nn.Module):
             "style_loss": self.style_weight * s_loss,
             "tv_loss": self.tv_weight * t_loss,
         }
-        if self.colour_weight:
-            terms["colour_loss"] = self.colour_weight * colour_loss(stylized, content)
+        if self.color_weight:
+            terms["color_loss"] = self.color_weight * color_loss(stylized, content)
         terms["loss"] = sum(terms.values())
         return terms

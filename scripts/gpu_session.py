@@ -191,11 +191,11 @@ def print_table(rows: list[tuple[str, str, str, dict]], facts: dict[str, dict]) 
         if not any(m.startswith("networks/") for m in mean):  # a frontier: one row per network and Gatys ratio
             for method, score in mean.items():
                 print(f"| {label}: {method} | | | {score['style_distance']:.3f} | {score['content_distance']:.3f} "
-                      f"| {score['colour_kept']:.2f} |")  # fmt: skip
+                      f"| {score['color_kept']:.2f} |")  # fmt: skip
             continue
         methods = [mean[m] for k in ("networks", "checkpoints", "gatys") for m in mean if m.split("/")[0] == k]
         cells = [" / ".join(f"{m[key]:{fmt}}" for m in methods) for key, fmt in
-                 (("style_distance", ".3f"), ("content_distance", ".3f"), ("colour_kept", ".2f"))]  # fmt: skip
+                 (("style_distance", ".3f"), ("content_distance", ".3f"), ("color_kept", ".2f"))]  # fmt: skip
         print(f"{head} {' | '.join(cells)} |")
 
 

@@ -34,7 +34,7 @@ def table(reports: list[dict], targets: QualityTargets) -> str:
                 f"`{method}`" + ("" if method == report["style"] else f" ({report['style']})"),
                 str(len(report["photos"])), str(steps),
                 f"{r['style_distance']:.2f}x", *(f"{r['layers'][layer]:.2f}x" for layer in layers),
-                f"{r['content_distance']:.2f}x", f"{r['colour_kept']:.2f}x", f"{r['objective']:.2f}x",
+                f"{r['content_distance']:.2f}x", f"{r['color_kept']:.2f}x", f"{r['objective']:.2f}x",
                 ", ".join(misses) or "all met",
             ]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("reports", nargs="+", type=Path, help="report.json files of evaluate --compare-optimize")
     parser.add_argument("--style", type=float, default=QualityTargets.style, help="most style distance, x Gatys'")
     parser.add_argument("--content", type=float, default=QualityTargets.content, help="most content, x Gatys'")
-    parser.add_argument("--colour", type=float, default=QualityTargets.colour, help="least colour kept, x Gatys'")
+    parser.add_argument("--color", type=float, default=QualityTargets.color, help="least colour kept, x Gatys'")
     args = parser.parse_args(argv)
     reports = []
     for path in args.reports:
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"quality_targets: {path} has no Gatys column; run evaluate with --compare-optimize", file=sys.stderr)
             return 1
         reports.append(report)
-    print(table(reports, QualityTargets(args.style, args.content, args.colour)))
+    print(table(reports, QualityTargets(args.style, args.content, args.color)))
     return 0
 
 

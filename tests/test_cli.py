@@ -14,7 +14,7 @@ from fastnst.cli import main
 from fastnst.io import pil_to_tensor
 from fastnst.stylize.stylizer import Stylizer
 
-from conftest import write_photo
+from conftest import ROOT, write_photo
 
 
 def run(capsys, *args):
@@ -283,3 +283,16 @@ def test_missing_output_folders_are_created(tmp_path, tiny_ckpt, capsys):
     photo = write_photo(tmp_path / "p.png")
     code, _, _ = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo, "-o", tmp_path / "a" / "b" / "c", "--quiet")
     assert code == 0 and (tmp_path / "a" / "b" / "c" / "p_tiny.png").is_file()
+
+
+def test_model_cards_travel_with_the_weights_and_write_the_readme_table(capsys):
+    from fastnst.cli import style_table
+
+    shipped = sorted((ROOT / "checkpoints").glob("*.safetensors"))
+    assert main(["info", "--ckpt", str(ROOT / "checkpoints" / "great_wave.safetensors")]) == 0
+    text = capsys.readouterr().out
+    assert "Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)" in text and "evaluation: style distance" in text
+    assert main(["info", "--table", "--ckpt", *map(str, shipped)]) == 0
+    table = capsys.readouterr().out.strip()
+    assert table == style_table(shipped) and "| `starry_night` | Vincent van Gogh, *The Starry Night* (1889) |" in table
+    assert table in (ROOT / "README.md").read_text()  # the README shows what the cards say (make docs)

@@ -85,10 +85,10 @@ def test_contact_sheet_rows_fit_their_images():
     assert sheet.getpixel((6 + 262 + 128, 28 + 154 + 128)) == (0, 0, 255)  # the portrait in row 2
 
 
-def test_distances_are_relative_to_the_photo_and_colour_kept_reads_washes():
+def test_distances_are_relative_to_the_photo_and_color_kept_reads_washes():
     import torch
 
-    from fastnst.evaluate import Judge, colour_kept
+    from fastnst.evaluate import Judge, color_kept
     from fastnst.models.vgg import VGGFeatures
     from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS
 
@@ -104,12 +104,12 @@ def test_distances_are_relative_to_the_photo_and_colour_kept_reads_washes():
     assert all(v == pytest.approx(1.0) for v in itself.layers.values()) and list(itself.layers) == list(
         GATYS_STYLE_LAYERS
     )
-    assert colour_kept(photo, photo) == pytest.approx(1.0)
+    assert color_kept(photo, photo) == pytest.approx(1.0)
     grey = photo.mean(1, keepdim=True).expand(-1, 3, -1, -1)
     wash = grey * torch.tensor([0.3, 0.4, 0.9]).view(1, 3, 1, 1)  # one blue wash over the luminance
-    assert colour_kept(wash, photo) < 0.5
+    assert color_kept(wash, photo) < 0.5
     shifted = (photo * 0.8 + torch.tensor([0.1, 0.05, 0.0]).view(1, 3, 1, 1)).clamp(0, 1)  # a global palette shift
-    assert colour_kept(shifted, photo) > 0.9
+    assert color_kept(shifted, photo) > 0.9
 
 
 def test_evaluate_warns_when_the_painting_is_another_file(tmp_path, tiny_net, capsys):
@@ -140,7 +140,7 @@ def test_frontier_runs_gatys_at_each_training_ratio_and_draws_both_curves(tmp_pa
             "style_weight": ratio,
             "content_weight": 1.0,
             "tv_weight": 0.0,
-            "colour_weight": colour,
+            "color_weight": colour,
         }
         info = {"style": "x", "loss": loss, "image_size": 256 if colour else None}
         nets.append(str(save_network(tiny_net, tmp_path / f"{name}.safetensors", info)))

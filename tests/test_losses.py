@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from fastnst.losses import PerceptualLoss, colour_loss, content_loss, gram_matrix, style_loss, tv_loss
+from fastnst.losses import PerceptualLoss, color_loss, content_loss, gram_matrix, style_loss, tv_loss
 from fastnst.models.vgg import VGGFeatures
 
 
@@ -68,29 +68,29 @@ def test_perceptual_loss_needs_a_style_layer():
         PerceptualLoss(vgg, torch.rand(1, 3, 8, 8), ["relu1_2"], {})(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
 
 
-def test_colour_loss_ignores_palette_and_strokes_but_not_layout():
+def test_color_loss_ignores_palette_and_strokes_but_not_layout():
     torch.manual_seed(0)
     regions = torch.nn.functional.interpolate(torch.rand(2, 3, 4, 4), scale_factor=16)  # coloured patches
     photo = regions * 0.5 + 0.25
-    assert colour_loss(photo, photo) == 0
+    assert color_loss(photo, photo) == 0
     shifted = photo + torch.tensor([0.1, -0.05, 0.08]).view(1, 3, 1, 1)  # the painting's palette, everywhere
-    assert colour_loss(shifted, photo) < 1e-12
+    assert color_loss(shifted, photo) < 1e-12
     checker = (torch.arange(64).view(1, 1, 64, 1) + torch.arange(64).view(1, 1, 1, 64)) % 2 * 0.2 - 0.1
-    assert colour_loss(photo + checker * torch.tensor([1.0, 0.0, -1.0]).view(1, 3, 1, 1), photo) < 1e-12  # strokes
+    assert color_loss(photo + checker * torch.tensor([1.0, 0.0, -1.0]).view(1, 3, 1, 1), photo) < 1e-12  # strokes
     swapped = photo.clone()
     swapped[..., :32, :] = photo[..., :32, :][:, [2, 1, 0]]  # the top half turns another colour
-    assert colour_loss(swapped, photo) > 1e-4
+    assert color_loss(swapped, photo) > 1e-4
     grey = photo.mean(1, keepdim=True).expand_as(photo)  # one wash
-    assert colour_loss(grey, photo) > colour_loss(0.5 * photo + 0.5 * grey, photo) > 0
+    assert color_loss(grey, photo) > color_loss(0.5 * photo + 0.5 * grey, photo) > 0
     x = torch.rand(1, 3, 16, 16, dtype=torch.float64, requires_grad=True)
-    assert gradcheck(lambda y: colour_loss(y, photo[:1, :, :16, :16].double(), block=4), (x,))
+    assert gradcheck(lambda y: color_loss(y, photo[:1, :, :16, :16].double(), block=4), (x,))
 
 
-def test_perceptual_loss_adds_the_colour_term_only_when_weighted():
+def test_perceptual_loss_adds_the_color_term_only_when_weighted():
     vgg = VGGFeatures(["relu1_2"], weights="random", channel_scale=0.125)
     out, content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32), torch.rand(1, 3, 24, 24)
-    assert "colour_loss" not in PerceptualLoss(vgg, style, ["relu1_2"], {"relu1_2": 1.0})(out, content)
-    terms = PerceptualLoss(vgg, style, ["relu1_2"], {"relu1_2": 1.0}, colour_weight=7.0)(out, content)
-    assert torch.allclose(terms["colour_loss"], 7.0 * colour_loss(out, content))
-    parts = terms["content_loss"] + terms["style_loss"] + terms["tv_loss"] + terms["colour_loss"]
+    assert "color_loss" not in PerceptualLoss(vgg, style, ["relu1_2"], {"relu1_2": 1.0})(out, content)
+    terms = PerceptualLoss(vgg, style, ["relu1_2"], {"relu1_2": 1.0}, color_weight=7.0)(out, content)
+    assert torch.allclose(terms["color_loss"], 7.0 * color_loss(out, content))
+    parts = terms["content_loss"] + terms["style_loss"] + terms["tv_loss"] + terms["color_loss"]
     assert torch.allclose(terms["loss"], parts)

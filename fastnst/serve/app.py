@@ -37,15 +37,6 @@ from fastnst.io import (
 from fastnst.serve.batcher import Batcher
 
 STATIC = Path(__file__).resolve().parent / "static"
-TITLES = {
-    "starry_night": "Vincent van Gogh, The Starry Night (1889)",
-    "great_wave": "Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)",
-    "the_scream": "Edvard Munch, The Scream (1893)",
-    "udnie": "Francis Picabia, Udnie (1913)",
-    "composition_vii": "Wassily Kandinsky, Composition VII (1913)",
-    "woman_with_a_hat": "Henri Matisse, Woman with a Hat (1905)",
-    "shipwreck_of_the_minotaur": "J. M. W. Turner, The Shipwreck of the Minotaur (c. 1810)",
-}
 
 
 @dataclass
@@ -55,6 +46,13 @@ class Limits:
     max_pixels: int = 40_000_000
     max_upload_bytes: int = 25 * 1024 * 1024
     max_size: int = 4096  # largest ``size`` (long side) a request may ask for
+
+
+def title(stylizer, style: str | None) -> str:
+    """The painting's artist, title and year, from the network's model card ("" when it has none)."""
+    card = stylizer.info.card or {}
+    painting = (card.get("paintings") or {}).get(style) if style else card.get("painting")
+    return f"{painting['artist']}, {painting['title']} ({painting['year']})" if painting else ""
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -120,7 +118,7 @@ def create_app(
     async def styles() -> list[dict]:
         """Every style this server has: its name, the painting's title and a thumbnail."""
         return [
-            {"name": name, "title": TITLES.get(name, name), "thumbnail": f"/v1/styles/{name}/thumbnail.jpg"}
+            {"name": name, "title": title(*entries[name]) or name, "thumbnail": f"/v1/styles/{name}/thumbnail.jpg"}
             for name in entries
         ]
 

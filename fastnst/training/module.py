@@ -33,7 +33,7 @@ class StyleTransferModule(L.LightningModule):
         style: ``name`` (used for exported files), ``image`` (the painting's path), ``size`` (long
             side the painting is resized to before its Grams are taken).
         loss: ``vgg`` (:class:`VGGFeatures` options), ``content_layers``, ``style_layers`` (tap to
-            weight), ``content_weight``, ``style_weight``, ``tv_weight``, ``colour_weight`` (0: off).
+            weight), ``content_weight``, ``style_weight``, ``tv_weight``, ``color_weight`` (0: off).
         optim: Adam ``lr`` (``predictor_lr`` for an any-painting network's style predictor); ``lr_decay_gamma`` multiplies it every ``lr_decay_every`` steps (1.0: off).
         runtime: ``channels_last`` memory format, ``compile`` the network's forward.
         styles: for a multi-style network (``arch: johnson_multi``), one ``style``-like dict per style
@@ -76,7 +76,7 @@ class StyleTransferModule(L.LightningModule):
             self.net.load_vgg(vgg.features)  # the style predictor sees what the loss network sees
         # Kept out of the module tree: the frozen VGG is neither saved nor trained.
         run_styles = list(styles or []) if self.multi or self.arbitrary else [style]
-        weights = [loss["content_weight"], loss["style_weight"], loss["tv_weight"], loss.get("colour_weight", 0.0)]
+        weights = [loss["content_weight"], loss["style_weight"], loss["tv_weight"], loss.get("color_weight", 0.0)]
         self._perceptual = [
             PerceptualLoss(vgg, load_image(s["image"], s.get("size")), content_layers, style_layers, *weights)
             if s.get("image")

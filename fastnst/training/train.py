@@ -96,7 +96,7 @@ POSITIVE_INTS = ("data.image_size", "data.batch_size", "model.num_residual_block
 POSITIVE_NUMBERS = ("model.width", "optim.lr", "style.size", "style_size")
 OPTIONAL = ("style_size",)  # absent or null unless an experiment sets it
 NON_NEGATIVE_NUMBERS = (
-    "loss.content_weight", "loss.style_weight", "loss.tv_weight", "loss.colour_weight", "data.num_workers",
+    "loss.content_weight", "loss.style_weight", "loss.tv_weight", "loss.color_weight", "data.num_workers",
 )  # fmt: skip
 
 
@@ -283,7 +283,9 @@ def style_preset(cfg: DictConfig, name: str) -> dict:
         node = context.style
     size = cfg.get("style_size")  # a multi-style run may set every painting's size
     size = node.get("size") if size is None else size
-    style = {"name": str(node.name), "image": str(node.image), "size": size}
+    painting = node.get("painting")
+    style = {"name": str(node.name), "image": str(node.image), "size": size,
+             "painting": OmegaConf.to_container(painting) if painting is not None else None}  # fmt: skip
     check_painting(name, style["image"])
     return style
 
@@ -297,7 +299,7 @@ def build_module(cfg: DictConfig, train_styles: list[int] | None = None):
     from fastnst.training.module import StyleTransferModule
 
     groups = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("style", "loss", "optim", "runtime")}
-    groups["style"] = {key: groups["style"].get(key) for key in ("name", "image", "size")}
+    groups["style"] = {key: groups["style"].get(key) for key in ("name", "image", "size", "painting")}
     groups["style"]["image"] = str(Path(groups["style"]["image"]).expanduser())
     groups["loss"].pop("name", None)
     net = OmegaConf.to_container(cfg.model, resolve=True)

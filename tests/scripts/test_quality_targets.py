@@ -12,7 +12,7 @@ LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 def scores(style, layers, content, colour):
     return {"style_distance": style, "layers": dict(zip(LAYERS, layers)), "content_distance": content,
-            "colour_kept": colour, "objective": style + content, "ssim": 0.5, "ms": 1.0}  # fmt: skip
+            "color_kept": colour, "objective": style + content, "ssim": 0.5, "ms": 1.0}  # fmt: skip
 
 
 def report(**mean):
@@ -29,7 +29,7 @@ def test_ratios_and_the_targets_each_network_misses():
     assert ratios["style_distance"] == pytest.approx(1.2) and ratios["layers"]["relu1_1"] == pytest.approx(2.0)
     # relu5_1 (3x) is not judged; content 1.3x is on the line, so met; colour 0.67x is not.
     assert QualityTargets().unmet(ratios) == ["relu1_1 2.00x", "relu2_1 1.80x", "colour kept 0.67x"]
-    assert QualityTargets(style=2.5, colour=0.5).unmet(ratios) == []
+    assert QualityTargets(style=2.5, color=0.5).unmet(ratios) == []
     with pytest.raises(ValueError, match="--compare-optimize"):
         gatys_ratios(report(net=scores(0.06, (0.2,) * 5, 1.3, 0.4)), "net")
 
@@ -56,7 +56,7 @@ def test_table_from_a_real_evaluate_report(tmp_path, tiny_ckpt, capsys):
     assert saved["gatys_steps"] == 2
     capsys.readouterr()
     targets = load_script("quality_targets")
-    assert targets.main([str(out / "report.json"), "--content", "1e9", "--colour=-1e9"]) == 0
+    assert targets.main([str(out / "report.json"), "--content", "1e9", "--color=-1e9"]) == 0
     row = capsys.readouterr().out.splitlines()[2]
     net, gatys = saved["mean"][tiny_ckpt.stem], saved["mean"]["gatys"]
     assert row.startswith(f"| `{tiny_ckpt.stem}` | 1 | 2 |")  # the network is named after its style

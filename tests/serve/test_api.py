@@ -50,7 +50,7 @@ def test_styles_health_page_docs_and_thumbnail(client):
     assert thumb.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(thumb.content)).size[0] <= 96
 
 
-def test_stylize_same_size_jpeg_or_png_size_strength_colour(client, tmp_path):
+def test_stylize_same_size_jpeg_or_png_size_strength_color(client, tmp_path):
     data = photo_bytes(tmp_path)
     jpeg = post(client, data)
     assert jpeg.status_code == 200 and jpeg.headers["content-type"] == "image/jpeg"

@@ -212,12 +212,12 @@ def test_gatys_loss_preset_is_the_evaluate_objective(shipped_cfg):
     assert Path(cfg.init_from).name == "great_wave.safetensors" and Path(cfg.init_from).is_file()
     assert "bsds500/test/*" in cfg.data.exclude
     # The shipped recipe adds the colour-layout term; a style preset or the command line beats it.
-    assert cfg.loss.colour_weight == 5e7 and shipped_cfg("style=great_wave").loss.colour_weight == 0
-    assert shipped_cfg("experiment=finetune", "loss.colour_weight=0").loss.colour_weight == 0
-    preset = shipped_cfg("experiment=finetune", "+style.weights.gatys.colour_weight=1e6")
-    assert preset.loss.colour_weight == 1e6
+    assert cfg.loss.color_weight == 5e7 and shipped_cfg("style=great_wave").loss.color_weight == 0
+    assert shipped_cfg("experiment=finetune", "loss.color_weight=0").loss.color_weight == 0
+    preset = shipped_cfg("experiment=finetune", "+style.weights.gatys.color_weight=1e6")
+    assert preset.loss.color_weight == 1e6
     gpu = shipped_cfg("experiment=gpu_refresh")
-    assert gpu.loss.colour_weight == cfg.loss.colour_weight
+    assert gpu.loss.color_weight == cfg.loss.color_weight
     # Crops that span most of a photo at the scale it is stylized at (short side 256-384 px), on CPU and GPU.
     for recipe in (cfg, gpu):
         assert (recipe.data.image_size, recipe.data.scale_jitter) == (256, 1.5)
@@ -378,7 +378,7 @@ def test_ddp_two_cpu_processes(tmp_path, photo_dir, style_path):
         ("data.image_size=abc", "data.image_size='abc': expected a positive integer"),
         ("optim.lr=-1", "optim.lr=-1"),
         ("+style_size=0", "style_size=0: expected a number > 0"),
-        ("loss.colour_weight=-2", "loss.colour_weight=-2: expected a number >= 0"),
+        ("loss.color_weight=-2", "loss.color_weight=-2: expected a number >= 0"),
     ],
 )
 def test_bad_override_value_is_one_line(train_cfg, override, words):
@@ -473,8 +473,8 @@ def test_the_module_takes_each_config_group_as_it_is(train_cfg):
     assert module.hparams.runtime == {"channels_last": True, "compile": False}
     assert module.hparams.loss["style_layers"] == OmegaConf.to_container(cfg.loss.style_layers)
     assert cfg.callbacks.export._target_.endswith("ExportNetwork") and "graceful_stop" in cfg.callbacks
-    assert module.perceptual.colour_weight == 0.0  # off unless asked for
-    assert train_script.build_module(train_cfg("loss.colour_weight=2e7")).perceptual.colour_weight == 2e7
+    assert module.perceptual.color_weight == 0.0  # off unless asked for
+    assert train_script.build_module(train_cfg("loss.color_weight=2e7")).perceptual.color_weight == 2e7
 
 
 def test_multi_style_training_then_adding_a_style_trains_only_its_rows(train_cfg, tmp_path, monkeypatch):
