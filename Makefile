@@ -39,7 +39,7 @@ lint: install
 
 bench: install
 	$(PY) -m pytest -q -m slow
-	$(PY) scripts/benchmark.py --sections first_use backends --sizes 256 512 --widths 1.0
+	$(PY) -m fastnst.bench --sections first_use backends --sizes 256 512 --widths 1.0
 
 docs: install
 	$(PY) scripts/readme_table.py

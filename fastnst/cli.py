@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastnst", description="Fast feed-forward neural style transfer.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(
+        "bench", help="benchmark tables: fastnst bench --sections first_use backends dataset ...", add_help=False
+    )  # fmt: skip; handled before parsing
+    sub.add_parser(
         "train",
         help="train a style network: fastnst train style=NAME [key=value ...] | --resume RUN_DIR",
         add_help=False,
@@ -664,6 +667,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"fastnst train needs the training extras ({exc.name} is missing): pip install 'fastnst[train]'"
             )
         return train_cli(argv[1:])
+    if argv[:1] == ["bench"]:  # the benchmark parses its own options
+        from fastnst.bench import main as bench
+
+        bench(argv[1:])
+        return EXIT_OK
     args = build_parser().parse_args(argv)
     commands = {
         "stylize": cmd_stylize,

@@ -23,15 +23,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from fastnst.checkpoint import NetworkInfo, load_network, save_network
+from fastnst.data import ImageFolderDataset, StreamSampler, collate, find_images
+from fastnst.io import atomic_path
+from fastnst.models.multi_style import ConditionalInstanceNorm, MultiStyleNet, MultiStyleNetConfig
+from fastnst.models.transformer_net import InstanceNorm
+from fastnst.models.vgg import VGGFeatures
 
-from fastnst.checkpoint import NetworkInfo, load_network, save_network  # noqa: E402
-from fastnst.data import ImageFolderDataset, StreamSampler, collate, find_images  # noqa: E402
-from fastnst.io import atomic_path  # noqa: E402
-from fastnst.models.multi_style import ConditionalInstanceNorm, MultiStyleNet, MultiStyleNetConfig  # noqa: E402
-from fastnst.models.transformer_net import InstanceNorm  # noqa: E402
-from fastnst.models.vgg import VGGFeatures  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 FEATURES = ("relu1_1", "relu2_1", "relu3_1")
 

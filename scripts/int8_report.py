@@ -15,13 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from fastnst.evaluate import Judge, contact_sheet
+from fastnst.io import load_image, save_image, tensor_to_pil
+from fastnst.stylize.pipeline import expand_inputs
+from fastnst.stylize.stylizer import Stylizer
 
-from fastnst.evaluate import Judge, contact_sheet  # noqa: E402
-from fastnst.io import load_image, save_image, tensor_to_pil  # noqa: E402
-from fastnst.stylize.pipeline import expand_inputs  # noqa: E402
-from fastnst.stylize.stylizer import Stylizer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 
 def painting_for(name: str, style_dir: Path | None) -> Path | None:

@@ -1,6 +1,6 @@
 """Write the README's table of shipped networks from their model cards (``make docs`` runs it).
 
-    python scripts/readme_table.py            # rewrites the block between the README's table markers
+python scripts/readme_table.py            # rewrites the block between the README's table markers
 """
 
 from pathlib import Path

@@ -13,14 +13,12 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # allow running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(ROOT))
+from fastnst.data import center_crop, resize_short_side
+from fastnst.io import make_grid, pil_to_tensor, read_image, save_image, tensor_to_pil
+from fastnst.stylize.pipeline import expand_inputs
+from fastnst.stylize.stylizer import Stylizer
 
-from fastnst.data import center_crop, resize_short_side  # noqa: E402
-from fastnst.io import make_grid, pil_to_tensor, read_image, save_image, tensor_to_pil  # noqa: E402
-from fastnst.stylize.pipeline import expand_inputs  # noqa: E402
-from fastnst.stylize.stylizer import Stylizer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 
 def showcase(checkpoints: list[Path], photos: list[Path], size: int = 320) -> torch.Tensor:

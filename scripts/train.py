@@ -9,9 +9,6 @@ Any config value can be overridden on the command line (see configs/).
 """
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout without `pip install -e .`
 
 from fastnst.training.train import cli
 

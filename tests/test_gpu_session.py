@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, load_script, write_photo
+from conftest import ROOT, write_photo
 
 
 @pytest.fixture
@@ -19,7 +19,8 @@ def photos(tmp_path):
 
 
 def test_pack_holds_out_the_scored_photos_and_shrinks_the_rest(tmp_path, photos, capsys):
-    session = load_script("gpu_session")
+    import fastnst.gpu_session as session
+
     styles = tmp_path / "styles"
     write_photo(styles / "great_wave.jpg")
     dev = tmp_path / "dev"
@@ -30,7 +31,7 @@ def test_pack_holds_out_the_scored_photos_and_shrinks_the_rest(tmp_path, photos,
     packed = sorted((dev / "photos").iterdir())
     assert len(packed) == 6  # every photo but the held-out ones
     assert all(min(Image.open(p).size) == 100 for p in packed)
-    assert (dev / "styles" / "great_wave.jpg").is_file() and "gpu_session.py train" in (dev / "run.sh").read_text()
+    assert (dev / "styles" / "great_wave.jpg").is_file() and "-m fastnst.gpu_session train" in (dev / "run.sh").read_text()
     assert 'carry=[".devdata"]' in capsys.readouterr().out
     assert session.main(argv) == 1 and "--overwrite" in capsys.readouterr().err  # nothing rebuilt unasked
     assert session.main([*argv[:-2], "--min-photos", "50", "--overwrite"]) == 1
@@ -54,7 +55,8 @@ CPU_RUN = ["--device", "cpu", "--minutes", "1", "--eval-size", "48", "--gatys-st
 
 @pytest.mark.slow
 def test_train_on_cpu_exports_scores_and_packs_what_comes_back(tmp_path, dev, capsys):
-    session = load_script("gpu_session")
+    import fastnst.gpu_session as session
+
     out, work = tmp_path / "out", tmp_path / "work"
     argv = ["--dir", str(dev), "train", "--only", "starry_night", "--out", str(out), "--work", str(work), *CPU_RUN]
     assert session.main(argv) == 0, (work / "starry_night.log").read_text()[-2000:]
@@ -88,7 +90,8 @@ def test_train_on_cpu_exports_scores_and_packs_what_comes_back(tmp_path, dev, ca
 
 @pytest.mark.slow
 def test_frontier_trains_every_ratio_and_draws_them_beside_gatys(tmp_path, dev, capsys):
-    session = load_script("gpu_session")
+    import fastnst.gpu_session as session
+
     out, work = tmp_path / "out", tmp_path / "work"
     argv = ["--dir", str(dev), "train", "--frontier", "starry_night", "--ratios", "2", "8.5",
             "--out", str(out), "--work", str(work), *CPU_RUN]  # fmt: skip

@@ -1,10 +1,9 @@
 import pytest
 
-from conftest import load_script
-
 
 def test_quick_benchmark_prints_tables_and_json(tmp_path, capsys):
-    bench = load_script("benchmark")
+    import fastnst.bench as bench
+
     out_json = tmp_path / "bench.json"
     results = bench.main(
         ["--quick", "--device", "cpu", "--json", str(out_json), "--data-root", str(tmp_path / "none"),
@@ -21,7 +20,8 @@ def test_quick_benchmark_prints_tables_and_json(tmp_path, capsys):
 
 
 def test_inference_compares_network_depths(capsys):
-    bench = load_script("benchmark")
+    import fastnst.bench as bench
+
     rows = bench.main(["--quick", "--device", "cpu", "--sections", "inference", "--blocks", "1", "4"])["inference"]
     by_depth = {b: [r for r in rows if r["blocks"] == b] for b in (1, 4)}
     assert all(by_depth.values())
@@ -30,7 +30,7 @@ def test_inference_compares_network_depths(capsys):
 
 
 def test_flop_count_matches_the_paper_network():
-    bench = load_script("benchmark")
+    import fastnst.bench as bench
     from fastnst.models.transformer_net import TransformerNet
 
     gflop = bench.count_flops(TransformerNet(), 256, 256) / 1e9
@@ -39,7 +39,8 @@ def test_flop_count_matches_the_paper_network():
 
 @pytest.mark.slow
 def test_backends_section_measures_every_installed_backend_against_fp32(tmp_path, capsys):
-    bench = load_script("benchmark")
+    import fastnst.bench as bench
+
     results = bench.main(["--quick", "--device", "cpu", "--sections", "backends", "--widths", "0.5"])
     rows = results["backends"]
     measured = {(r["backend"], r["precision"]) for r in rows if "ms" in r}
@@ -53,7 +54,8 @@ def test_serve_load_test_is_bounded_and_all_responses_are_correct(tiny_ckpt, cap
     import pytest
 
     pytest.importorskip("fastapi")
-    bench = load_script("benchmark")
+    import fastnst.bench as bench
+
     results = bench.main(["--sections", "serve", "--ckpt", str(tiny_ckpt), "--serve-clients", "1", "4",
                           "--serve-requests", "8", "--serve-rounds", "2", "--serve-options", "--backend torch"])  # fmt: skip
     rows = results["serve"]
