@@ -31,12 +31,16 @@ def build_backend(
     loaded, checkpoint, name: str, precision: str | None, cache_dir, device: str = "cpu",
     channels_last: bool = False, compile: bool = False,
 ) -> Backend:  # fmt: skip
-    """A backend of kind ``name`` for a loaded network (ONNX / OpenVINO conversions cached under ``cache_dir``).
+    """A backend of kind ``name`` for a loaded network (ONNX / OpenVINO conversions cached under ``cache_dir``),
+    or, with ``loaded`` None, for the exported ``.onnx`` file ``checkpoint``. The one factory: the CLI, the
+    Python API, serve, datasets and the benchmark all build backends here.
 
     ``precision`` None: fp16 on GPUs, fp32 elsewhere. A multi-style network's style names go with it.
     """
     from pathlib import Path
 
+    if loaded is None:
+        return _onnx_file_backend(Path(checkpoint), name, precision)
     styles = getattr(loaded.net, "styles", None)
     if name == "onnxruntime":
         from fastnst.backends.onnxruntime import OnnxRuntimeBackend, cached_onnx
@@ -53,6 +57,22 @@ def build_backend(
         target = pick_device(device) if isinstance(device, str) else device
         return TorchBackend(loaded.net, target, precision or default_precision(target), channels_last, compile)
     raise BackendError(f"backend {name!r}: use one of auto, {', '.join(BACKENDS)}")
+
+
+def _onnx_file_backend(path, name: str, precision: str | None) -> Backend:
+    from fastnst.checkpoint import CheckpointError
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: ONNX file not found")
+    if name == "openvino":
+        from fastnst.backends.openvino import OpenVinoBackend
+
+        return OpenVinoBackend(path, precision or "fp32")
+    if name != "onnxruntime":
+        raise BackendError(f"{path.name}: an ONNX file runs on onnxruntime or openvino, not {name}")
+    from fastnst.backends.onnxruntime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(path)
 
 
 __all__ = ["BACKENDS", "CAPABILITIES", "Backend", "BackendError", "Capabilities", "build_backend", "check_supported"]

@@ -15,7 +15,7 @@ from torch import nn
 
 from fastnst.backends.base import Backend, BackendError, check_supported
 from fastnst.backends.torch_backend import TorchBackend, default_precision, pick_device
-from fastnst.checkpoint import CheckpointError, NetworkInfo, load_network
+from fastnst.checkpoint import NetworkInfo, load_network
 from fastnst.io import default_cache_dir, pil_to_tensor, tensor_to_pil
 from fastnst.stylize.color import preserve_color
 
@@ -26,6 +26,53 @@ def cpu_has_fast_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def check_options(backend: str, precision: str | None, device: str, compile: bool, channels_last: bool) -> None:
+    """Refuse, in one line, a backend name or an option the backend cannot honour.
+
+    Raises:
+        BackendError
+    """
+    from fastnst.backends import BACKENDS, CAPABILITIES
+
+    if backend not in (*BACKENDS, "auto"):
+        raise BackendError(f"backend {backend!r}: use one of auto, {', '.join(BACKENDS)}")
+    if backend != "auto":
+        check_supported(backend, CAPABILITIES[backend], precision=precision, device=device)
+    if backend != "torch" and (compile or channels_last):
+        raise BackendError("--compile and channels_last are torch options; drop them or use --backend torch")
+
+
+def measured_choice(loaded, path: Path, backend: str, precision: str | None, device: str, cache_dir: Path,
+                    needs_norm_statistics: bool, recalibrate: bool) -> tuple[str, str | None, str, object]:  # fmt: skip
+    """(backend, precision, device, the auto choice or None) for ``backend``/``precision`` ``auto``: on a
+    CPU measured (:func:`fastnst.backends.auto.choose`), on a GPU torch in fp16 unless asked."""
+    target = pick_device(device)
+    if target.type != "cpu":  # GPUs: torch, fp16 unless asked (measured on an H100, docs/backends.md)
+        return "torch", precision if precision not in (None, "auto") else default_precision(target), device, None
+    from fastnst.backends.auto import choose
+
+    choice = choose(
+        path, cache_dir, needs_norm_statistics, recalibrate, backends=None if backend == "auto" else [backend],
+        precisions=None if precision in (None, "auto") else [precision], loaded=loaded,
+    )  # fmt: skip
+    return choice.backend, choice.precision, "cpu", choice
+
+
+def warn_if_int8_failed(runner: Backend, path: Path) -> None:
+    """Asked for int8 by hand: warn when this network's int8 pictures failed the check against fp32."""
+    from fastnst.backends.openvino import int8_verdict
+
+    verdict = int8_verdict(runner.model_path)
+    if verdict and not verdict["passed"]:
+        import warnings
+
+        warnings.warn(
+            f"{path.name}: in int8 its texture moved {100 * verdict['style_change']:.1f}% and its content "
+            f"distance {100 * verdict['content_change']:.1f}% from fp32's, over the 5% allowed; auto never picks int8 for it",
+            stacklevel=3,
+        )
 
 
 class Stylizer:
@@ -132,61 +179,23 @@ class Stylizer:
         Raises:
             CheckpointError: unreadable or foreign file. BackendError: an option the backend cannot honour.
         """
-        from fastnst.backends import BACKENDS, CAPABILITIES
+        from fastnst.backends import build_backend
 
         path, cache_dir = Path(path), cache_dir or default_cache_dir()
-        is_onnx = path.suffix.lower() == ".onnx"
-        backend = "onnxruntime" if is_onnx and backend in ("auto", "torch") else backend
-        if backend not in (*BACKENDS, "auto"):
-            raise BackendError(f"backend {backend!r}: use one of auto, {', '.join(BACKENDS)}")
-        if backend != "auto":
-            check_supported(backend, CAPABILITIES[backend], precision=precision, device=device)
-        if backend != "torch" and (compile or channels_last):
-            raise BackendError("--compile and channels_last are torch options; drop them or use --backend torch")
-        if is_onnx:
-            if not path.is_file():
-                raise CheckpointError(f"{path}: ONNX file not found")
-            if backend == "openvino":
-                from fastnst.backends.openvino import OpenVinoBackend
-
-                return cls(OpenVinoBackend(path, precision or "fp32"), style=path.stem)
-            from fastnst.backends.onnxruntime import OnnxRuntimeBackend
-
-            return cls(OnnxRuntimeBackend(path), style=path.stem)
+        if path.suffix.lower() == ".onnx":  # an exported graph: nothing to measure, no network to rebuild
+            backend = "onnxruntime" if backend in ("auto", "torch") else backend
+            check_options(backend, precision, device, compile, channels_last)
+            return cls(build_backend(None, path, backend, precision, cache_dir), style=path.stem)
+        check_options(backend, precision, device, compile, channels_last)
         loaded = load_network(path)
         choice = None
         if backend == "auto" or precision == "auto":
-            target = pick_device(device)
-            if target.type != "cpu":  # GPUs: torch, fp16 unless asked (measured on an H100, docs/benchmarks.md)
-                backend, precision = (
-                    "torch",
-                    precision if precision not in (None, "auto") else default_precision(target),
-                )
-            else:
-                from fastnst.backends.auto import choose
-
-                choice = choose(
-                    path, cache_dir, needs_norm_statistics, recalibrate,
-                    backends=None if backend == "auto" else [backend],
-                    precisions=None if precision in (None, "auto") else [precision], loaded=loaded,
-                )  # fmt: skip
-                backend, precision, device = choice.backend, choice.precision, "cpu"
-        from fastnst.backends import build_backend
-
+            backend, precision, device, choice = measured_choice(
+                loaded, path, backend, precision, device, cache_dir, needs_norm_statistics, recalibrate
+            )
         runner = build_backend(loaded, path, backend, precision, cache_dir, device, channels_last, compile)
         if runner.precision == "int8" and choice is None:
-            from fastnst.backends.openvino import int8_verdict
-
-            verdict = int8_verdict(runner.model_path)
-            if verdict and not verdict["passed"]:
-                import warnings
-
-                warnings.warn(
-                    f"{path.name}: in int8 its texture moved {100 * verdict['style_change']:.1f}% and its content "
-                    f"distance {100 * verdict['content_change']:.1f}% from fp32's, over the 5% allowed; "
-                    "auto never picks int8 for it",
-                    stacklevel=2,
-                )
+            warn_if_int8_failed(runner, path)
         stylizer = cls(runner, loaded.style, loaded.info)
         stylizer.choice = choice
         if getattr(loaded.net, "arch", None) == "johnson_arbitrary":
