@@ -53,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )  # fmt: skip; handled before parsing (Hydra reads its own command line)
 
+    add_stylize_parser(sub)
+    add_info_parser(sub)
+    add_optimize_parser(sub)
+    add_evaluate_parser(sub)
+    add_serve_parser(sub)
+    add_stylize_dataset_parser(sub)
+    add_styles_parser(sub)
+    add_export_parser(sub)
+    return parser
+
+
+def add_stylize_parser(sub) -> None:
     st = sub.add_parser("stylize", help="stylize images with a trained network")
     st.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
     st.add_argument("--ckpt", required=True, help=".safetensors export, Lightning .ckpt or .onnx file")
@@ -78,10 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runtime_options(st)
 
+
+def add_info_parser(sub) -> None:
     info = sub.add_parser("info", help="describe a checkpoint: its architecture, training and model card")
     info.add_argument("--ckpt", required=True, nargs="+")
     info.add_argument("--table", action="store_true", help="a markdown table of several networks' model cards")
 
+
+def add_optimize_parser(sub) -> None:
     op = sub.add_parser("optimize", help="the classic Gatys et al. method: optimise the image itself")
     op.add_argument("--content", required=True, help="photo")
     op.add_argument("--style", required=True, help="painting")
@@ -99,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     op.add_argument("--overwrite", action="store_true")
 
+
+def add_evaluate_parser(sub) -> None:
     ev = sub.add_parser("evaluate", help="score a network against its painting, write a report and a contact sheet")
     ev.add_argument("--ckpt", required=True, nargs="+", help="one network, or several to compare side by side")
     ev.add_argument("--style", help="the painting the network was trained on (or that an any-painting network takes)")
@@ -128,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], default="fp32",
                     help="fp32 by default, so quality is judged apart from speed; int8 with --backend openvino")  # fmt: skip
 
+
+def add_serve_parser(sub) -> None:
     sv = sub.add_parser("serve", help="an HTTP API and a web page to try every style (pip install 'fastnst[serve]')")
     sv.add_argument("--ckpt", nargs="+", help="networks to serve (default: every checkpoints/*.safetensors)")
     sv.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only); 0.0.0.0 to share")
@@ -138,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest a request waits for a batch (default 5)")
     add_runtime_options(sv)
 
+
+def add_stylize_dataset_parser(sub) -> None:
     ds = sub.add_parser("stylize-dataset", help="stylize a whole folder tree, resumably (locally or on Ray)")
     ds.add_argument("src", help="the dataset's folder (class-per-folder trees keep their labels)")
     ds.add_argument("dst", help="where the stylized tree, manifest.csv and manifest.parquet go")
@@ -158,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runtime_options(ds)
 
+
+def add_styles_parser(sub) -> None:
     sy = sub.add_parser("styles", help="your own paintings as named styles of the any-painting network")
     sy_sub = sy.add_subparsers(dest="styles_command", required=True)
     add = sy_sub.add_parser("add", help="keep a painting as a named style: fastnst styles add NAME painting.jpg")
@@ -167,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     for styles_parser in (add, listing):
         styles_parser.add_argument("--ckpt", default=None, help="an any-painting network (default: the shipped one)")
 
+
+def add_export_parser(sub) -> None:
     ex = sub.add_parser("export", help="export a network to safetensors, ONNX or TorchScript")
     ex.add_argument("--ckpt", required=True, nargs="+",
                     help="a network; several checkpoints of one run: their weights averaged")  # fmt: skip
@@ -174,7 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", required=True, help="destination file")
     ex.add_argument("--half", action="store_true", help="safetensors: fp16 weights, half the file (as shipped)")
     ex.add_argument("--overwrite", action="store_true")
-    return parser
 
 
 def painting_label(path: str) -> str:
