@@ -209,13 +209,12 @@ def painting_label(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem).strip("_.") or "painting"
 
 
-def cmd_stylize(args: argparse.Namespace) -> int:
-    """Render the pipeline's events: messages on stderr, a progress bar, a summary line."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def prepare_stylize(args: argparse.Namespace):
+    """(stylizer, options, plan) for ``fastnst stylize``: the network on its backend and every job.
 
-    from fastnst.backends.base import BackendError
-    from fastnst.checkpoint import CheckpointError
+    Raises:
+        CheckpointError, BackendError, OptionsError, ValueError: a one-line reason.
+    """
     from fastnst.stylize import pipeline
     from fastnst.stylize.stylizer import Stylizer
 
@@ -224,71 +223,96 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         scale=args.scale, batch_size=args.batch_size, tile=args.tile, strength=args.strength,
         preserve_color=args.preserve_color, stable=args.stable, overwrite=args.overwrite, style=args.style,
     )  # fmt: skip
-    try:
-        options.validate()
-        backend = "torch" if args.backend == "auto" and (args.compile or args.precision == "fp16") else args.backend
-        stylizer = Stylizer.from_checkpoint(
-            args.ckpt, backend=backend, device=args.device, precision=args.precision, compile=args.compile,
-            needs_norm_statistics=bool(args.tile or args.stable), recalibrate=args.recalibrate,
+    options.validate()
+    backend = "torch" if args.backend == "auto" and (args.compile or args.precision == "fp16") else args.backend
+    stylizer = Stylizer.from_checkpoint(
+        args.ckpt, backend=backend, device=args.device, precision=args.precision, compile=args.compile,
+        needs_norm_statistics=bool(args.tile or args.stable), recalibrate=args.recalibrate,
+    )  # fmt: skip
+    if args.style_image:
+        if args.style:
+            raise pipeline.OptionsError("give --style or --style-image, not both")
+        options.style = stylizer.add_style(painting_label(args.style_image), args.style_image)
+    pipeline.check_options(stylizer, options)
+    return stylizer, options, pipeline.plan_jobs(args.inputs, stylizer.style, options, stylizer.styles)
+
+
+class StylizeProgress:
+    """A progress bar over the pipeline's jobs: images, each video's frames, a huge image's tiles."""
+
+    def __init__(self, plan, quiet: bool, tiled: bool):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.images = sum(1 for job in plan.jobs if not job.is_video)
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.fields[name]}"), console=Console(stderr=True), transient=False,
+            disable=quiet or (len(plan.jobs) < 2 and not tiled and self.images == len(plan.jobs)),
         )  # fmt: skip
-        if args.style_image:
-            if args.style:
-                raise pipeline.OptionsError("give --style or --style-image, not both")
-            options.style = stylizer.add_style(painting_label(args.style_image), args.style_image)
-        pipeline.check_options(stylizer, options)
-        plan = pipeline.plan_jobs(args.inputs, stylizer.style, options, stylizer.styles)
+        self.tasks: dict[str, object] = {}
+
+    def on_start(self, job) -> None:
+        if job.is_video:
+            self.tasks["video"] = self.bar.add_task(job.source.name, total=None, name="frames")
+        else:
+            self.tasks.setdefault("images", self.bar.add_task("stylize", total=self.images, name=""))
+            self.bar.update(self.tasks["images"], name=job.source.name)
+
+    def on_tiles(self, done: int, total: int) -> None:
+        if "tiles" not in self.tasks:
+            self.tasks["tiles"] = self.bar.add_task("tiles", total=total, name="")
+        self.bar.update(self.tasks["tiles"], completed=done)
+        if done == total:
+            self.bar.remove_task(self.tasks.pop("tiles"))
+
+    def on_frames(self, job, done: int, total: int) -> None:
+        self.bar.update(self.tasks["video"], completed=done, total=total)
+
+    def advance(self) -> None:
+        if "images" in self.tasks:
+            self.bar.advance(self.tasks["images"])
+
+
+def video_line(event, stable: bool) -> str:
+    r = event.report
+    return (
+        f"{event.job.target}: {r.frames} frames at {r.width}x{r.height}, {r.fps:g} fps, "
+        f"audio {'copied' if r.audio_copied else 'none'}; {r.frames_per_second:.1f} frames/s; "
+        f"flicker {r.flicker_ratio:.3f} of the input's{' (--stable)' if stable else ''}"
+    )
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    """Render the pipeline's events: messages on stderr, a progress bar, a summary line."""
+    from fastnst.backends.base import BackendError
+    from fastnst.checkpoint import CheckpointError
+    from fastnst.stylize import pipeline
+
+    try:
+        stylizer, options, plan = prepare_stylize(args)
     except (CheckpointError, BackendError, pipeline.OptionsError, ValueError, RuntimeError, ImportError) as exc:
         return fail(str(exc))
     failures = list(plan.failed)
     for problem in [*plan.failed, *plan.skipped]:
         print(f"fastnst: {problem}", file=sys.stderr)
-    console = Console(stderr=True)
-    images = [job for job in plan.jobs if not job.is_video]
-    bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[name]}"), console=console, transient=False,
-        disable=args.quiet or (len(plan.jobs) < 2 and not args.tile and len(images) == len(plan.jobs)),
-    )  # fmt: skip
-    tasks: dict[str, object] = {}
-
-    def on_start(job) -> None:
-        if job.is_video:
-            tasks["video"] = bar.add_task(job.source.name, total=None, name="frames")
-        else:
-            tasks.setdefault("images", bar.add_task("stylize", total=len(images), name=""))
-            bar.update(tasks["images"], name=job.source.name)
-
-    def on_tiles(done: int, total: int) -> None:
-        if "tiles" not in tasks:
-            tasks["tiles"] = bar.add_task("tiles", total=total, name="")
-        bar.update(tasks["tiles"], completed=done)
-        if done == total:
-            bar.remove_task(tasks.pop("tiles"))
-
+    progress = StylizeProgress(plan, args.quiet, bool(args.tile))
     written, busy_ms, pixels, videos = 0, 0.0, 0, 0
     started = time.perf_counter()
     try:
-        with bar:
-            events = pipeline.run(
-                stylizer, plan, options, on_start=on_start, tile_progress=on_tiles,
-                frame_progress=lambda job, n, total: bar.update(tasks["video"], completed=n, total=total),
-            )  # fmt: skip
-            for event in events:
+        with progress.bar:
+            for event in pipeline.run(stylizer, plan, options, on_start=progress.on_start,
+                                      tile_progress=progress.on_tiles, frame_progress=progress.on_frames):  # fmt: skip
                 if isinstance(event, pipeline.Failed):
                     failures.append(event)
-                    bar.console.print(f"fastnst: {event}", style="red", highlight=False, soft_wrap=True)
+                    progress.bar.console.print(f"fastnst: {event}", style="red", highlight=False, soft_wrap=True)
                 elif isinstance(event, pipeline.VideoWritten):
                     videos += 1
-                    r = event.report
-                    print(
-                        f"{event.job.target}: {r.frames} frames at {r.width}x{r.height}, {r.fps:g} fps, "
-                        f"audio {'copied' if r.audio_copied else 'none'}; {r.frames_per_second:.1f} frames/s; "
-                        f"flicker {r.flicker_ratio:.3f} of the input's{' (--stable)' if options.stable else ''}"
-                    )
+                    print(video_line(event, options.stable))
+                    continue
                 else:
                     written, busy_ms, pixels = written + 1, busy_ms + event.ms, pixels + event.pixels
-                if not isinstance(event, pipeline.VideoWritten) and "images" in tasks:
-                    bar.advance(tasks["images"])
+                progress.advance()
     except KeyboardInterrupt:
         print(f"\nfastnst: interrupted; {written} images written, no partial files left", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -300,13 +324,18 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             f"{pixels / 1e3 / max(busy_ms, 1e-6):.2f} MP/s; {time.perf_counter() - started:.1f} s in all; "
             f"output in {options.output or options.output_dir}"
         )
+    return stylize_status(plan, failures, written + videos)
+
+
+def stylize_status(plan, failures: list, done: int) -> int:
+    """Say what was kept or failed; the exit status (1 when anything failed or nothing was done)."""
     kept = sum(1 for s in plan.skipped if s.kind == "kept")
     if kept:
         print(f"kept {kept} existing output{'s' * (kept != 1)}")
     if failures:
         print(f"{len(failures)} failed", file=sys.stderr)
         return EXIT_FAILED
-    if not written and not videos and not kept:
+    if not done and not kept:
         print("nothing to stylize", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
