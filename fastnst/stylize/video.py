@@ -155,6 +155,122 @@ class _Pipe:
         return _DONE
 
 
+@dataclass
+class _Source:
+    """An opened video: its streams, rate and frame size."""
+
+    reader: object
+    video: object
+    audio: object | None
+    rate: Fraction
+    size: tuple[int, int]
+    total: int | None
+
+
+def _open_source(av, source: Path) -> _Source:
+    try:
+        reader = av.open(str(source))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"{source}: not a readable video ({exc.__class__.__name__}: {exc})") from None
+    if not reader.streams.video:
+        reader.close()
+        raise VideoError(f"{source}: has no video stream")
+    vin = reader.streams.video[0]
+    rate = vin.average_rate or vin.guessed_rate or Fraction(25)
+    size = (vin.codec_context.width, vin.codec_context.height)
+    return _Source(
+        reader, vin, reader.streams.audio[0] if reader.streams.audio else None, rate, size, vin.frames or None
+    )
+
+
+class _Flicker:
+    """Mean absolute difference between consecutive frames (a quarter of each side), summed."""
+
+    def __init__(self):
+        self.total, self.last = 0.0, None
+
+    def __call__(self, frame: np.ndarray) -> None:
+        small = frame[::4, ::4].astype(np.float32)
+        if self.last is not None:
+            self.total += float(np.abs(small - self.last).mean())
+        self.last = small
+
+
+def _decode(src: _Source, frames_in: _Pipe, frames_out: _Pipe, fail: Callable[[BaseException], None]) -> None:
+    """Decode frames into ``frames_in``; audio packets go straight to ``frames_out`` (copied, not re-encoded)."""
+    try:
+        for packet in src.reader.demux(*[s for s in (src.video, src.audio) if s is not None]):
+            if packet.stream is src.audio:
+                if packet.dts is not None and not frames_out.put(("audio", packet)):
+                    return
+                continue
+            for frame in packet.decode():
+                if not frames_in.put(frame.to_ndarray(format="rgb24")):
+                    return
+    except BaseException as exc:
+        fail(exc)
+    finally:
+        frames_in.put(_DONE)
+
+
+def _open_target(av, tmp: Path, suffix: str, src: _Source, size: tuple[int, int]):
+    """The output container, its video stream (H.264 where the container takes it) and audio copy stream."""
+    writer = av.open(str(tmp), "w")
+    codec = "libx264" if suffix.lower() in (".mp4", ".mov", ".mkv", ".m4v") else "mpeg4"
+    vout = writer.add_stream(codec, rate=src.rate)
+    vout.width, vout.height, vout.pix_fmt = size[0], size[1], "yuv420p"
+    if codec == "libx264":
+        vout.options = {"crf": "18", "preset": "veryfast"}
+    aout = writer.add_stream_from_template(src.audio) if src.audio is not None else None
+    return writer, vout, aout
+
+
+def _encode(av, writer, vout, aout, rate: Fraction, frames_out: _Pipe, stop: threading.Event,
+            fail: Callable[[BaseException], None]) -> None:  # fmt: skip
+    """Encode stylized frames and mux audio packets, in order, until the pipe closes."""
+    index = 0
+    try:
+        while (item := frames_out.get()) is not _DONE:
+            kind, payload = item
+            if kind == "audio":
+                payload.stream = aout
+                writer.mux(payload)
+                continue
+            frame = av.VideoFrame.from_ndarray(payload, format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1) / rate
+            index += 1
+            writer.mux(vout.encode(frame))
+        if not stop.is_set():
+            writer.mux(vout.encode())
+    except BaseException as exc:
+        fail(exc)
+
+
+def _stylize_frames(stylizer, frames_in: _Pipe, frames_out: _Pipe, size: tuple[int, int], batch_size: int,
+                    blender, flicker: tuple[_Flicker, _Flicker], progress, total: int | None, **style) -> int:  # fmt: skip
+    """Stylize decoded frames in batches into ``frames_out``; returns how many."""
+    batch, finished, done = [], False, 0
+    while not finished:
+        item = frames_in.get()
+        finished = item is _DONE
+        if not finished:
+            batch.append(item)
+        if not batch or not (finished or len(batch) >= batch_size):
+            continue
+        x = resize_tensor(torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255), size)  # (B, 3, H, W)
+        y = stylizer.stylize_tensor(x, **style).clamp(0, 1).mul(255).permute(0, 2, 3, 1).contiguous().numpy()
+        for source_frame, out_frame in zip(x.mul(255).permute(0, 2, 3, 1).numpy(), y):
+            out_frame = blender(source_frame, out_frame) if blender is not None else out_frame
+            out_frame = np.clip(out_frame + 0.5, 0, 255).astype(np.uint8)
+            flicker[0](source_frame)
+            flicker[1](out_frame)
+            frames_out.put(("video", out_frame))
+        done, batch = done + len(batch), []
+        if progress:
+            progress(done, total)
+    return done
+
+
 def stylize_video(
     stylizer,
     source: str | Path,
@@ -171,8 +287,8 @@ def stylize_video(
 ) -> VideoReport:
     """Stylize every frame of ``source`` into ``target`` (written atomically).
 
-    A reader thread decodes, this thread stylizes, a writer thread encodes. Any error in any of
-    them, or Ctrl-C, stops all three and leaves no partial output.
+    Three stages: a reader thread decodes, this thread stylizes, a writer thread encodes. Any error
+    in any of them, or Ctrl-C, stops all three and leaves no partial output.
 
     Args:
         stylizer: a :class:`fastnst.stylize.stylizer.Stylizer`; ``stable`` needs a backend
@@ -182,111 +298,38 @@ def stylize_video(
         stable: smooth instance-norm statistics over time (less flicker).
         momentum: weight of the past in the smoothing.
         progress: called as ``progress(frames_done, total_or_None)``.
-        style: a multi-style network's style or mix.
+        style: a multi-style network's style or mix, or an any-painting network's style.
 
     Raises:
         VideoError: unreadable, corrupt or unsupported input (one line, naming the file).
     """
     av = _require_av()
     source, target = Path(source), Path(target)
-    try:
-        reader = av.open(str(source))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise VideoError(f"{source}: not a readable video ({exc.__class__.__name__}: {exc})") from None
-    if not reader.streams.video:
-        reader.close()
-        raise VideoError(f"{source}: has no video stream")
-    vin = reader.streams.video[0]
-    ain = reader.streams.audio[0] if reader.streams.audio else None
-    rate = vin.average_rate or vin.guessed_rate or Fraction(25)
-    w, h = vin.codec_context.width, vin.codec_context.height
-    out_w, out_h = scaled_size(w, h, size, scale, even=True)
-    total = vin.frames or None
-    blender = TemporalBlender() if stable else None
+    src = _open_source(av, source)
+    out_size = scaled_size(*src.size, size, scale, even=True)
     scope = stylizer.backend.norm_statistics(TemporalSmoother(momentum)) if stable else contextlib.nullcontext()
     stop = threading.Event()
     frames_in, frames_out = _Pipe(4 * batch_size, stop), _Pipe(4 * batch_size, stop)
     errors: list[BaseException] = []
-    flicker = {"in": [0.0, None], "out": [0.0, None]}
+    flicker = (_Flicker(), _Flicker())
 
-    def track(key: str, frame: np.ndarray) -> None:
-        small = frame[::4, ::4].astype(np.float32)
-        if flicker[key][1] is not None:
-            flicker[key][0] += float(np.abs(small - flicker[key][1]).mean())
-        flicker[key][1] = small
+    def fail(exc: BaseException) -> None:
+        errors.append(exc)
+        stop.set()
 
     started, done, threads, writer = time.perf_counter(), 0, [], None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as tmp, scope:
-            writer = av.open(str(tmp), "w")
-            codec = "libx264" if target.suffix.lower() in (".mp4", ".mov", ".mkv", ".m4v") else "mpeg4"
-            vout = writer.add_stream(codec, rate=rate)
-            vout.width, vout.height, vout.pix_fmt = out_w, out_h, "yuv420p"
-            if codec == "libx264":
-                vout.options = {"crf": "18", "preset": "veryfast"}
-            aout = writer.add_stream_from_template(ain) if ain is not None else None
-
-            def read() -> None:
-                try:
-                    for packet in reader.demux(*[s for s in (vin, ain) if s is not None]):
-                        if packet.stream is ain:
-                            if packet.dts is not None and not frames_out.put(("audio", packet)):
-                                return
-                            continue
-                        for frame in packet.decode():
-                            if not frames_in.put(frame.to_ndarray(format="rgb24")):
-                                return
-                except BaseException as exc:
-                    errors.append(exc)
-                    stop.set()
-                finally:
-                    frames_in.put(_DONE)
-
-            def write() -> None:
-                index = 0
-                try:
-                    while (item := frames_out.get()) is not _DONE:
-                        kind, payload = item
-                        if kind == "audio":
-                            payload.stream = aout
-                            writer.mux(payload)
-                            continue
-                        frame = av.VideoFrame.from_ndarray(payload, format="rgb24")
-                        frame.pts, frame.time_base = index, Fraction(1) / rate
-                        index += 1
-                        writer.mux(vout.encode(frame))
-                    if not stop.is_set():
-                        writer.mux(vout.encode())
-                except BaseException as exc:
-                    errors.append(exc)
-                    stop.set()
-
-            threads = [threading.Thread(target=read, daemon=True), threading.Thread(target=write, daemon=True)]
+            writer, vout, aout = _open_target(av, tmp, target.suffix, src, out_size)
+            threads = [threading.Thread(target=_decode, args=(src, frames_in, frames_out, fail), daemon=True),
+                       threading.Thread(target=_encode, args=(av, writer, vout, aout, src.rate, frames_out, stop, fail),
+                                        daemon=True)]  # fmt: skip
             for t in threads:
                 t.start()
-            batch, finished = [], False
-            while not finished:
-                item = frames_in.get()
-                finished = item is _DONE
-                if not finished:
-                    batch.append(item)
-                if batch and (finished or len(batch) >= batch_size):
-                    x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W)
-                    x = resize_tensor(x, (out_w, out_h))
-                    y = stylizer.stylize_tensor(x, strength=strength, keep_color=keep_color, style=style)
-                    y = y.clamp(0, 1).mul(255).permute(0, 2, 3, 1).contiguous().numpy()  # (B, H, W, 3)
-                    for source_frame, out_frame in zip(x.mul(255).permute(0, 2, 3, 1).numpy(), y):
-                        if blender is not None:
-                            out_frame = blender(source_frame, out_frame)
-                        out_frame = np.clip(out_frame + 0.5, 0, 255).astype(np.uint8)
-                        track("in", source_frame)
-                        track("out", out_frame)
-                        frames_out.put(("video", out_frame))
-                    done += len(batch)
-                    batch = []
-                    if progress:
-                        progress(done, total)
+            done = _stylize_frames(stylizer, frames_in, frames_out, out_size, batch_size,
+                                   TemporalBlender() if stable else None, flicker, progress, src.total,
+                                   strength=strength, keep_color=keep_color, style=style)  # fmt: skip
             if errors:
                 raise errors[0]
             frames_out.put(_DONE)
@@ -306,9 +349,10 @@ def stylize_video(
         if writer is not None:
             with contextlib.suppress(Exception):
                 writer.close()
-        reader.close()
+        src.reader.close()
     pairs = max(1, done - 1)
     return VideoReport(
-        frames=done, seconds=time.perf_counter() - started, width=out_w, height=out_h, fps=float(rate),
-        audio_copied=ain is not None, flicker_input=flicker["in"][0] / pairs, flicker_output=flicker["out"][0] / pairs,
+        frames=done, seconds=time.perf_counter() - started, width=out_size[0], height=out_size[1],
+        fps=float(src.rate), audio_copied=src.audio is not None, flicker_input=flicker[0].total / pairs,
+        flicker_output=flicker[1].total / pairs,
     )  # fmt: skip
