@@ -73,6 +73,51 @@ def thumbnail(stylizer, side: int = 96, style: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
+async def read_upload(upload: UploadFile, limits: Limits) -> bytes:
+    """An upload's bytes, in memory; 413 over the limit."""
+    data = await upload.read(limits.max_upload_bytes + 1)
+    if len(data) > limits.max_upload_bytes:
+        raise HTTPException(413, f"upload larger than {limits.max_upload_bytes / 2**20:g} MB")
+    return data
+
+
+def refusal(exc: ImageReadError) -> HTTPException:
+    """413 too large, 415 not an image, 422 truncated, corrupt, a bomb, or no use as a painting."""
+    status = 413 if isinstance(exc, ImageTooLargeError) else 415 if isinstance(exc, NotAnImageError) else 422
+    return HTTPException(status, str(exc))
+
+
+async def upload_image(upload: UploadFile, limits: Limits):
+    """The uploaded photo as RGB; one-line 4xx for everything that is not a readable image within limits."""
+    name = Path(upload.filename or "upload").name  # for messages only; never opened
+    data = await read_upload(upload, limits)
+    try:
+        return read_image(name, data=io.BytesIO(data), max_pixels=limits.max_pixels)
+    except ImageReadError as exc:
+        raise refusal(exc) from None
+
+
+def painting_weights(stylizers: dict, painting: bytes, limits: Limits):
+    """(the any-painting network served, its style input for ``painting``); 422 when none is served."""
+    found = next((s for s in stylizers.values() if getattr(s, "painter", None) is not None), None)
+    if found is None:
+        raise HTTPException(422, "style_image: this server has no any-painting network; use a named style")
+    try:
+        return found, found.style_weights(found.embed(painting, max_pixels=limits.max_pixels), 1)
+    except ImageReadError as exc:
+        raise refusal(exc) from None
+
+
+def style_entries(stylizers: dict) -> dict[str, tuple]:
+    """Style name -> (stylizer, style within a network of named styles or None); clashes get ``network/style``."""
+    entries: dict[str, tuple] = {}
+    for name, stylizer in stylizers.items():
+        for style in stylizer.styles or [None]:
+            key = style or name
+            entries[key if key not in entries else f"{name}/{style}"] = (stylizer, style)
+    return entries
+
+
 def create_app(
     stylizers: dict, limits: Limits | None = None, max_batch: int = 8, max_wait_ms: float = 5.0, warmup=None
 ) -> FastAPI:
@@ -82,11 +127,7 @@ def create_app(
     :class:`~fastnst.serve.warmup.WarmupStatus` while the backends are measured in the background.
     """
     limits = limits or Limits()
-    entries: dict[str, tuple] = {}  # style name -> (stylizer, style within a multi-style network or None)
-    for name, stylizer in stylizers.items():
-        for style in stylizer.styles or [None]:
-            key = style or name
-            entries[key if key not in entries else f"{name}/{style}"] = (stylizer, style)
+    entries = style_entries(stylizers)
     batcher = Batcher(max_batch, max_wait_ms)
 
     @contextlib.asynccontextmanager
@@ -130,38 +171,6 @@ def create_app(
             thumbnails[name] = thumbnail(*entries[name][:1], style=entries[name][1])
         return Response(thumbnails[name], media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    async def read_upload(upload: UploadFile) -> bytes:
-        data = await upload.read(limits.max_upload_bytes + 1)
-        if len(data) > limits.max_upload_bytes:
-            raise HTTPException(413, f"upload larger than {limits.max_upload_bytes / 2**20:g} MB")
-        return data
-
-    def refuse(exc: ImageReadError) -> HTTPException:
-        """413 too large, 415 not an image, 422 truncated, corrupt, a bomb, or no use as a painting."""
-        status = 413 if isinstance(exc, ImageTooLargeError) else 415 if isinstance(exc, NotAnImageError) else 422
-        return HTTPException(status, str(exc))
-
-    async def upload_image(upload: UploadFile):
-        name = Path(upload.filename or "upload").name  # for messages only; never opened
-        data = await read_upload(upload)
-        try:
-            return read_image(name, data=io.BytesIO(data), max_pixels=limits.max_pixels)
-        except ImageReadError as exc:
-            raise refuse(exc) from None
-
-    def painter():
-        """The any-painting network among those served."""
-        found = next((s for s in stylizers.values() if getattr(s, "painter", None) is not None), None)
-        if found is None:
-            raise HTTPException(422, "style_image: this server has no any-painting network; use a named style")
-        return found
-
-    def embed(stylizer, painting: bytes):
-        try:
-            return stylizer.embed(painting, max_pixels=limits.max_pixels)
-        except ImageReadError as exc:
-            raise refuse(exc) from None
-
     @app.get("/healthz")
     async def health() -> dict:
         """200 while serving: the device, the backend, whether it is still being measured, the styles."""
@@ -195,11 +204,10 @@ def create_app(
                                 if style else "style: give a style name, or a painting as style_image")  # fmt: skip
         if size is not None and size > limits.max_size:
             raise HTTPException(422, f"size: at most {limits.max_size} px")
-        photo = await upload_image(image)
+        photo = await upload_image(image, limits)
         if style_image is not None:
-            stylizer = painter()
-            painting = await read_upload(style_image)
-            weights = await run_in_threadpool(lambda: stylizer.style_weights(embed(stylizer, painting), 1))
+            painting = await read_upload(style_image, limits)
+            stylizer, weights = await run_in_threadpool(painting_weights, stylizers, painting, limits)
         else:
             stylizer, within = entries[style]
             weights = stylizer.style_weights(within, 1) if within else None
