@@ -490,7 +490,7 @@ def paintings_to_score(args: argparse.Namespace) -> list[Path]:
 
 def report_paintings(stylizers: dict, paintings: list[Path], photos: list[Path], output_dir: Path, options) -> int:
     """``fastnst evaluate --paintings``: a report per painting, then the means over the paintings."""
-    from fastnst.evaluate import evaluate_paintings
+    from fastnst.evaluation import evaluate_paintings
 
     summary = evaluate_paintings(stylizers, paintings, photos, output_dir, **options)
     for method, s in summary["mean"].items():
@@ -505,7 +505,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from fastnst.checkpoint import CheckpointError
-    from fastnst.evaluate import checkpoint_labels, evaluate, gatys_steps_sentence
+    from fastnst.evaluation import checkpoint_labels, evaluate, gatys_steps_sentence
     from fastnst.io import ImageReadError, default_cache_dir
     from fastnst.optimize import GatysConfig
     from fastnst.stylize.pipeline import expand_inputs

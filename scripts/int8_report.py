@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fastnst.evaluate import Judge, contact_sheet
+from fastnst.evaluation import Judge, contact_sheet
 from fastnst.io import load_image, save_image, tensor_to_pil
 from fastnst.stylize.pipeline import expand_inputs
 from fastnst.stylize.stylizer import Stylizer

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from fastnst.evaluate import QualityTargets, gatys_methods, gatys_ratios
+from fastnst.evaluation import QualityTargets, gatys_methods, gatys_ratios
 
 
 def table(reports: list[dict], targets: QualityTargets) -> str:

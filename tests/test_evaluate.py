@@ -1,4 +1,4 @@
-"""fastnst.evaluate: reports, contact sheets, several networks, the Gatys cache."""
+"""fastnst.evaluation: reports, contact sheets, several networks, the Gatys cache."""
 
 import json
 from pathlib import Path
@@ -8,7 +8,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from fastnst.cli import main
-from fastnst.evaluate import checkpoint_labels, contact_sheet, steps_to_match
+from fastnst.evaluation import checkpoint_labels, contact_sheet, steps_to_match
 
 from conftest import write_photo
 
@@ -88,7 +88,7 @@ def test_contact_sheet_rows_fit_their_images():
 def test_distances_are_relative_to_the_photo_and_color_kept_reads_washes():
     import torch
 
-    from fastnst.evaluate import Judge, color_kept
+    from fastnst.evaluation import Judge, color_kept
     from fastnst.models.vgg import VGGFeatures
     from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS
 
@@ -165,7 +165,7 @@ def test_frontier_runs_gatys_at_each_training_ratio_and_draws_both_curves(tmp_pa
 
 
 def test_frontier_key_fits_long_recipe_names():
-    from fastnst.evaluate import frontier_plot
+    from fastnst.evaluation import frontier_plot
 
     points = [{"kind": "gatys", "ratio": 8.5, "style_distance": 0.03, "content_distance": 0.7}]
     for crop, shift in ((192, 0.0), (256, -0.01)):
@@ -211,7 +211,7 @@ def test_evaluate_reports_the_gatys_steps_a_network_is_worth(tmp_path, tiny_ckpt
 
 
 def test_evaluate_follows_each_gatys_run_step_by_step(tmp_path, tiny_ckpt):
-    from fastnst.evaluate import evaluate
+    from fastnst.evaluation import evaluate
     from fastnst.optimize import GatysConfig
     from fastnst.stylize.stylizer import Stylizer
 

@@ -31,7 +31,9 @@ def test_pack_holds_out_the_scored_photos_and_shrinks_the_rest(tmp_path, photos,
     packed = sorted((dev / "photos").iterdir())
     assert len(packed) == 6  # every photo but the held-out ones
     assert all(min(Image.open(p).size) == 100 for p in packed)
-    assert (dev / "styles" / "great_wave.jpg").is_file() and "-m fastnst.gpu_session train" in (dev / "run.sh").read_text()
+    assert (dev / "styles" / "great_wave.jpg").is_file() and "-m fastnst.gpu_session train" in (
+        dev / "run.sh"
+    ).read_text()
     assert 'carry=[".devdata"]' in capsys.readouterr().out
     assert session.main(argv) == 1 and "--overwrite" in capsys.readouterr().err  # nothing rebuilt unasked
     assert session.main([*argv[:-2], "--min-photos", "50", "--overwrite"]) == 1

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from fastnst.cli import main
-from fastnst.evaluate import Judge
+from fastnst.evaluation import Judge
 from fastnst.models.vgg import VGGFeatures
 from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, GatysConfig, gatys
 

@@ -72,29 +72,14 @@ def check_int8(fp32: Backend, int8: Backend, size: int = 192) -> dict:
     Returns:
         dict with both numbers, ``passed`` (each within :data:`INT8_TOLERANCE`), the photos and size.
     """
+    from fastnst.evaluation.metrics import precision_change
     from fastnst.io import load_image
-    from fastnst.losses import content_loss, gram_matrix
-    from fastnst.models.vgg import VGGFeatures
-    from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS
 
-    vgg = VGGFeatures([*GATYS_STYLE_LAYERS, *GATYS_CONTENT_LAYERS])
     folder = Path(__file__).resolve().parents[1] / "assets" / "photos"
     paths = sorted(folder.glob("*.jpg"))
-    style_num = style_den = content_fp32 = content_int8 = 0.0
     with torch.no_grad():
-        for path in paths:
-            photo = load_image(path, size)
-            batch = vgg(torch.cat([photo, fp32.run(photo), int8.run(photo)]))  # one VGG pass for the three
-            f_photo, f_ref, f_out = ({k: v[i : i + 1] for k, v in batch.items()} for i in range(3))
-            for layer in GATYS_STYLE_LAYERS:
-                g_ref = gram_matrix(f_ref[layer])
-                style_num += float((gram_matrix(f_out[layer]) - g_ref).pow(2).mean())
-                style_den += float((gram_matrix(f_photo[layer]) - g_ref).pow(2).mean())
-            for layer in GATYS_CONTENT_LAYERS:
-                content_fp32 += float(content_loss(f_ref[layer], f_photo[layer]))
-                content_int8 += float(content_loss(f_out[layer], f_photo[layer]))
-    style = style_num / max(style_den, 1e-30)
-    content = abs(content_int8 - content_fp32) / max(content_fp32, 1e-30)
+        triples = [(photo, fp32.run(photo), int8.run(photo)) for photo in (load_image(p, size) for p in paths)]
+    style, content = precision_change(triples)
     return {
         "style_change": style, "content_change": content, "tolerance": INT8_TOLERANCE,
         "passed": style <= INT8_TOLERANCE and content <= INT8_TOLERANCE, "photos": [p.name for p in paths], "size": size,

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from fastnst.cli import main as fastnst_main
-from fastnst.evaluate import QualityTargets, gatys_ratios
+from fastnst.evaluation import QualityTargets, gatys_ratios
 
 from conftest import load_script, write_photo
 

@@ -1,42 +1,20 @@
-"""Measure and show stylization quality: the classic per-layer distances, colour, timing, contact sheets.
-
-Distances are relative, so they read the same for any photo and any painting:
-
-- style, per layer (``relu1_1`` ... ``relu5_1``): the MSE between the Gram matrices (F Fᵀ / CHW,
-  as in :mod:`fastnst.losses`) of the image and of the painting, divided by the same distance of
-  the unstylized photo (1: no closer to the painting than the photo; 0: the painting's texture).
-  ``style`` is the sum over layers over the photo's sum (relu4_1, the largest, dominates it).
-- content: MSE of the ``relu4_2`` features against the photo's, over the photo's feature energy.
-- colour kept: Pearson correlation between the image's and the photo's CIELAB a* and b* fields
-  after a Gaussian blur (sigma 4 px) that removes texture, averaged over a* and b*: 1 when every
-  region keeps its colour relative to the others, 0 for one wash (a global palette shift costs nothing).
-- SSIM between the luminance of the output and of the photo (torchmetrics).
-- objective: the classic loss itself (content + style:content x style + TV, at the Gatys
-  settings of the run, 8.5 unless told), over the photo's own: what Gatys minimises from the
-  photo, so the network and Gatys are compared on the very number one of them optimises (lower
-  is better; 1 is the photo). A network that paints less well than Gatys scores higher here,
-  wherever on the style/content curve it sits.
-- Gatys steps matched: how many L-BFGS steps Gatys needs, from the photo, to reach the network's
-  objective on that photo (Johnson et al. 2016 compare their networks the same way): what one
-  forward pass is worth in optimisation, read from Gatys' objective after every step.
-
-Gatys results take minutes per photo on a CPU, so they are cached (see
-:func:`cached_gatys`): scoring a second network on the same photos reuses them.
-"""
+"""``fastnst evaluate``: score networks on photos (and, for the any-painting network, on many paintings),
+beside Gatys, into reports, contact sheets and frontier plots."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from fastnst.evaluation.gatys import cached_gatys, steps_to_match
+from fastnst.evaluation.metrics import Judge
+from fastnst.evaluation.targets import gatys_methods, gatys_ratios, gatys_steps_sentence
 from fastnst.io import (
     atomic_path,
     file_sha256,
@@ -45,173 +23,8 @@ from fastnst.io import (
     save_image,
     tensor_to_pil,
 )
-from fastnst.losses import content_loss, gram_matrix, style_loss, tv_loss
-from fastnst.models.vgg import VGGFeatures
-from fastnst.optimize import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, GatysConfig, gatys
-from fastnst.stylize.color import rgb_to_yuv
+from fastnst.optimize import GatysConfig
 from fastnst.stylize.stylizer import Stylizer
-
-
-@dataclass
-class Scores:
-    """Quality numbers of one stylized image (see the module docstring)."""
-
-    style_distance: float
-    content_distance: float
-    color_kept: float
-    ssim: float
-    ms: float
-    layers: dict[str, float] = field(default_factory=dict)
-    objective: float = float("nan")
-
-
-def _srgb_to_lab(images: torch.Tensor) -> torch.Tensor:
-    """sRGB in [0, 1] to CIELAB (D65). Shape: (B, 3, H, W) -> (B, 3, H, W) as L*, a*, b*."""
-    linear = torch.where(images > 0.04045, ((images + 0.055) / 1.055) ** 2.4, images / 12.92)
-    matrix = images.new_tensor([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
-    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear) / images.new_tensor([0.9505, 1.0, 1.089]).view(1, 3, 1, 1)
-    f = torch.where(xyz > (6 / 29) ** 3, xyz.clamp_min(1e-12) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
-    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
-
-
-def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = int(3 * sigma)
-    x = torch.arange(-radius, radius + 1, dtype=images.dtype)
-    kernel = torch.exp(-(x**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    c = images.shape[1]
-    padded = torch.nn.functional.pad(images, (radius, radius, radius, radius), mode="reflect")
-    out = torch.nn.functional.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return torch.nn.functional.conv2d(out, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
-def color_kept(image: torch.Tensor, photo: torch.Tensor, sigma: float = 4.0) -> float:
-    """Mean Pearson correlation of the blurred a* and b* fields of ``image`` and ``photo`` (1: colours kept).
-
-    Shape: image, photo (1, 3, H, W) in [0, 1].
-    """
-    a, b = (_blur(_srgb_to_lab(t.float().clamp(0, 1))[:, 1:], sigma) for t in (image, photo))
-    scores = []
-    for channel in range(2):
-        x, y = a[:, channel].flatten(), b[:, channel].flatten()
-        x, y = x - x.mean(), y - y.mean()
-        denominator = (x.norm() * y.norm()).clamp_min(1e-12)
-        scores.append(float((x @ y) / denominator))
-    return sum(scores) / len(scores)
-
-
-class Judge:
-    """Scores images against one painting with a fixed VGG (the classic layers, weighted equally)."""
-
-    def __init__(self, style: torch.Tensor, vgg: VGGFeatures | None = None, objective: GatysConfig | None = None):
-        self.vgg = vgg or VGGFeatures([*GATYS_STYLE_LAYERS, *GATYS_CONTENT_LAYERS])
-        self.objective = objective or GatysConfig()  # the weights the objective column is taken at
-        with torch.no_grad():
-            feats = self.vgg(style)
-        self.grams = {name: gram_matrix(feats[name]) for name in GATYS_STYLE_LAYERS}
-        self._photo: tuple[torch.Tensor, dict, dict, float] | None = None
-
-    def _photo_terms(self, photo: torch.Tensor) -> tuple[dict, dict, float]:
-        """The photo's features, its own Gram distances to the painting and its objective (cached per photo)."""
-        if self._photo is None or self._photo[0] is not photo:
-            feats = self.vgg(photo)
-            distances = {n: float(style_loss({n: feats[n]}, {n: self.grams[n]})) for n in GATYS_STYLE_LAYERS}
-            self._photo = (photo, feats, distances, self._objective(photo, distances, 0.0))
-        return self._photo[1:]
-
-    def _objective(self, image: torch.Tensor, distances: dict[str, float], content_raw: float) -> float:
-        o = self.objective
-        style = sum(o.style_layers.get(n, 0.0) * d for n, d in distances.items())
-        return o.content_weight * content_raw + o.style_weight * style + o.tv_weight * float(tv_loss(image))
-
-    @torch.no_grad()
-    def score(self, image: torch.Tensor, photo: torch.Tensor, ms: float) -> Scores:
-        """Shape: image and photo (1, 3, H, W) in [0, 1]."""
-        from torchmetrics.functional.image import structural_similarity_index_measure
-
-        photo_feats, photo_distances, photo_objective = self._photo_terms(photo)
-        feats = self.vgg(image)
-        distances = {n: float(style_loss({n: feats[n]}, {n: self.grams[n]})) for n in GATYS_STYLE_LAYERS}
-        layers = {n: distances[n] / max(photo_distances[n], 1e-30) for n in GATYS_STYLE_LAYERS}
-        style = sum(distances.values()) / max(sum(photo_distances.values()), 1e-30)
-        raw = {n: float(content_loss(feats[n], photo_feats[n])) for n in GATYS_CONTENT_LAYERS}
-        content = sum(raw[n] / max(float(photo_feats[n].float().pow(2).mean()), 1e-12) for n in GATYS_CONTENT_LAYERS)
-        objective = self._objective(image, distances, sum(raw.values())) / max(photo_objective, 1e-30)
-        luma = rgb_to_yuv(image)[:, :1], rgb_to_yuv(photo)[:, :1]
-        ssim = structural_similarity_index_measure(luma[0], luma[1], data_range=1.0)
-        return Scores(style, content, color_kept(image, photo), float(ssim), ms, layers, objective)
-
-
-@dataclass
-class GatysRun:
-    """One Gatys result: the image, the milliseconds its optimisation took when it ran, whether it
-    came from the cache, and the lowest loss reached by each step (``trace[k]``: after k steps;
-    ``None`` for results cached before traces were kept)."""
-
-    image: torch.Tensor
-    ms: float
-    cached: bool
-    trace: list[float] | None
-
-
-def steps_to_match(trace: list[float] | None, objective: float) -> int | None:
-    """The first step at which Gatys' (normalised) ``trace`` reaches ``objective``; ``len(trace)``
-    when it never does within the run; ``None`` without a trace."""
-    if not trace:
-        return None
-    return next((k for k, value in enumerate(trace) if value <= objective), len(trace))
-
-
-def cached_gatys(
-    photo: torch.Tensor,
-    style: torch.Tensor,
-    vgg: VGGFeatures,
-    config: GatysConfig,
-    cache_dir: Path | None,
-    on_step: Callable[[int, float], None] | None = None,
-) -> GatysRun:
-    """Gatys' result for ``photo``, from ``cache_dir`` when the same inputs were optimised before.
-    ``on_step(step, loss)`` follows an optimisation as it runs (a progress bar).
-
-    The key hashes the photo and painting tensors, every setting of ``config`` and the VGG's
-    source and a fingerprint of its weights, so any change recomputes. An unreadable cache entry is recomputed.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open, save_file
-
-    key = hashlib.sha256()
-    for tensor in (photo, style):
-        key.update(str(tuple(tensor.shape)).encode() + tensor.float().contiguous().numpy().tobytes())
-    fingerprint = [round(float(p.double().abs().sum()), 6) for p in vgg.parameters()]  # cheap; tells weights apart
-    key.update(json.dumps({"config": asdict(config), "vgg": [vgg.source, fingerprint]}, sort_keys=True).encode())
-    path = cache_dir / "gatys" / f"{key.hexdigest()[:32]}.safetensors" if cache_dir else None
-    if path and path.is_file():
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata()
-            trace = json.loads(meta["trace"]) if "trace" in meta else None
-            return GatysRun(load_file(path)["image"], float(meta["ms"]), True, trace)
-        except (SafetensorError, OSError, KeyError, ValueError):
-            pass  # unreadable: optimise again and replace it
-    trace: list[float] = []  # trace[k]: the lowest loss once k steps were taken (a running minimum)
-
-    def record(step: int, loss: float) -> None:
-        # L-BFGS evaluates several times a step (the line search); step k's calls start step k - 1's search.
-        while len(trace) < step:
-            trace.append(trace[-1] if trace else loss)
-        trace[-1] = min(trace[-1], loss)
-        if on_step:
-            on_step(step, trace[-1])
-
-    t0 = time.perf_counter()
-    image = gatys(photo, style, vgg, config, progress=record)
-    ms = 1000 * (time.perf_counter() - t0)
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            meta = {"ms": repr(ms), "trace": json.dumps([float(f"{v:.6g}") for v in trace])}
-            save_file({"image": image.contiguous()}, str(tmp), metadata=meta)
-    return GatysRun(image, ms, False, trace)
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -473,63 +286,6 @@ def checkpoint_labels(paths: list[Path]) -> list[str]:
     stems = [path.stem for path in paths]
     labels = [stem if stems.count(stem) == 1 else f"{path.parent.name}/{stem}" for stem, path in zip(stems, paths)]
     return [label if labels.count(label) == 1 else str(path) for label, path in zip(labels, paths)]
-
-
-def gatys_methods(report: dict) -> list[str]:
-    """The report's Gatys columns: ``gatys``, or ``gatys <ratio>`` with ``--frontier``."""
-    return [m for m in report["mean"] if m == "gatys" or m.startswith("gatys ")]
-
-
-def gatys_ratios(report: dict, method: str) -> tuple[str, dict]:
-    """A network's mean scores over Gatys' on the same photos: (the Gatys column, ratios).
-
-    The Gatys column is the one at the network's style:content ratio (``--frontier``), else the
-    only one. Ratios have the keys of :func:`mean_scores` (``layers`` per layer); below 1 is lower
-    than Gatys' (better for distances, worse for colour kept).
-    """
-    gatys = gatys_methods(report)
-    if not gatys:
-        raise ValueError("the report has no Gatys column: run fastnst evaluate with --compare-optimize")
-    ratio_of = {p["method"]: p["ratio"] for p in report.get("frontier", [])}
-    match = next((g for g in gatys if ratio_of.get(g) == ratio_of.get(method)), gatys[0])
-    g, n = report["mean"][match], report["mean"][method]
-    ratios = {k: n[k] / max(g[k], 1e-12) for k in n if k != "layers"}
-    ratios["layers"] = {layer: n["layers"][layer] / max(g["layers"][layer], 1e-12) for layer in n["layers"]}
-    return match, ratios
-
-
-@dataclass(frozen=True)
-class QualityTargets:
-    """Where a network counts as painting like Gatys (issue 21): each distance at most ``style`` x
-    Gatys' (the total and every layer up to ``last_layer``), content at most ``content`` x,
-    colour kept at least ``color`` x."""
-
-    style: float = 1.5
-    content: float = 1.3
-    color: float = 0.8
-    last_layer: str = "relu4_1"
-
-    def unmet(self, ratios: dict) -> list[str]:
-        """The targets ``ratios`` (from :func:`gatys_ratios`) misses, e.g. ``['relu2_1 1.79x', 'content 1.88x']``."""
-        layers = list(ratios["layers"])
-        judged = layers[: layers.index(self.last_layer) + 1] if self.last_layer in layers else layers
-        misses = [("style", ratios["style_distance"])] if ratios["style_distance"] > self.style else []
-        misses += [(layer, ratios["layers"][layer]) for layer in judged if ratios["layers"][layer] > self.style]
-        misses += [("content", ratios["content_distance"])] if ratios["content_distance"] > self.content else []
-        misses += [("colour kept", ratios["color_kept"])] if ratios["color_kept"] < self.color else []
-        return [f"{name} {value:.2f}x" for name, value in misses]
-
-
-def gatys_steps_sentence(report: dict, method: str) -> str:
-    """' Gatys reaches its objective after N L-BFGS steps (...).', or '' without Gatys traces
-    (results cached before traces were kept)."""
-    matched = report.get("gatys_steps_matched", {}).get(method)
-    if not matched:
-        return ""
-    runs = matched["steps"]
-    per_photo = ", ".join(str(n) if n < runs else f"over {runs}" for n in matched["per_photo"])
-    median = f"{matched['median']:g}" if matched["median"] < runs else f"over {runs}"
-    return f" Gatys reaches its objective after {median} L-BFGS steps (median; per photo {per_photo})."
 
 
 def markdown(report: dict) -> str:
