@@ -165,6 +165,38 @@ def mean_scores(entries: list[dict]) -> dict:
     return means
 
 
+def caption(s: dict) -> str:
+    return f"style {s['style_distance']:.3f} content {s['content_distance']:.3f} colour {s['color_kept']:.2f}"
+
+
+def score_photo(path: Path, size: int, painting, stylizers: dict, judge: Judge, gatys_configs: dict,
+                base: GatysConfig, style, cache_dir, progress, on_gatys_step) -> tuple[dict, list]:  # fmt: skip
+    """One photo's scores by method (each network, then each Gatys setting) and its contact-sheet row."""
+    photo = load_image(path, size)
+    entry, row = {"photo": str(path)}, [tensor_to_pil(photo), painting]
+    for label, stylizer in stylizers.items():
+        stylizer.stylize_tensor(photo)  # warm-up, so ms is the steady state
+        t0 = time.perf_counter()
+        out = stylizer.stylize_tensor(photo)
+        entry[label] = asdict(judge.score(out, photo, 1000 * (time.perf_counter() - t0)))
+        row.append(tensor_to_pil(out))
+    for label, config in gatys_configs.items():
+        what = f"{label} on {path.name}"
+        if progress:
+            progress(what)
+        follow = (lambda step, _loss, w=what, n=config.steps: on_gatys_step(w, step, n)) if on_gatys_step else None
+        run = cached_gatys(photo, style, judge.vgg, config, cache_dir, on_step=follow)
+        entry["gatys_cached"] = entry.get("gatys_cached", True) and run.cached
+        entry[label] = asdict(judge.score(run.image, photo, run.ms))
+        if run.trace and config == base:  # at the objective's own weights: the trace reads in its units
+            photo_objective = judge._photo_terms(photo)[2]
+            entry["gatys_steps_matched"] = {
+                m: steps_to_match([v / photo_objective for v in run.trace], entry[m]["objective"]) for m in stylizers
+            }
+        row.append(tensor_to_pil(run.image))
+    return entry, row
+
+
 def evaluate(
     stylizers: Stylizer | dict[str, Stylizer],
     style_path: Path,
@@ -217,39 +249,11 @@ def evaluate(
     methods = [*stylizers, *gatys_configs]
     per_photo, rows, captions = [], [], []
     for path in photos:
-        photo = load_image(path, size)
-        entry, row, caps = {"photo": str(path)}, [tensor_to_pil(photo), painting], ["", ""]
-        for label, stylizer in stylizers.items():
-            stylizer.stylize_tensor(photo)  # warm-up, so ms is the steady state
-            t0 = time.perf_counter()
-            out = stylizer.stylize_tensor(photo)
-            entry[label] = asdict(judge.score(out, photo, 1000 * (time.perf_counter() - t0)))
-            row.append(tensor_to_pil(out))
-        for label, config in gatys_configs.items():
-            if progress:
-                progress(f"{label} on {path.name}")
-
-            def follow(step: int, _loss: float, what: str = f"{label} on {path.name}", n: int = config.steps) -> None:
-                on_gatys_step(what, step, n)
-
-            run = cached_gatys(photo, style, judge.vgg, config, cache_dir, on_step=follow if on_gatys_step else None)
-            entry["gatys_cached"] = entry.get("gatys_cached", True) and run.cached
-            entry[label] = asdict(judge.score(run.image, photo, run.ms))
-            if run.trace and config == base:  # at the objective's own weights: the trace reads in its units
-                photo_objective = judge._photo_terms(photo)[2]
-                entry["gatys_steps_matched"] = {
-                    m: steps_to_match([v / photo_objective for v in run.trace], entry[m]["objective"])
-                    for m in stylizers
-                }
-            row.append(tensor_to_pil(run.image))
-        for method in methods:
-            s = entry[method]
-            caps.append(
-                f"style {s['style_distance']:.3f} content {s['content_distance']:.3f} colour {s['color_kept']:.2f}"
-            )
+        entry, row = score_photo(path, size, painting, stylizers, judge, gatys_configs, base, style, cache_dir,
+                                 progress, on_gatys_step)  # fmt: skip
         per_photo.append(entry)
         rows.append(row)
-        captions.append(caps)
+        captions.append(["", ""] + [caption(entry[m]) for m in methods])
         if progress:
             progress(f"scored {path.name}")
     means = {m: mean_scores([e[m] for e in per_photo]) for m in methods}
