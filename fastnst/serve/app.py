@@ -118,6 +118,13 @@ def style_entries(stylizers: dict) -> dict[str, tuple]:
     return entries
 
 
+def encoded(image, png: bool) -> Response:
+    """The stylized image as a PNG or JPEG response."""
+    buffer = io.BytesIO()
+    tensor_to_pil(image).save(buffer, "PNG" if png else "JPEG", **({} if png else {"quality": 92}))
+    return Response(buffer.getvalue(), media_type="image/png" if png else "image/jpeg")
+
+
 def create_app(
     stylizers: dict, limits: Limits | None = None, max_batch: int = 8, max_wait_ms: float = 5.0, warmup=None
 ) -> FastAPI:
@@ -139,7 +146,6 @@ def create_app(
         title="fastnst", version="1", description="Fast feed-forward neural style transfer.", lifespan=lifespan
     )
     app.state.batcher, app.state.limits = batcher, limits
-    thumbnails: dict[str, bytes] = {}
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -150,6 +156,15 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def refused(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
+
+    add_info_routes(app, stylizers, entries, batcher, warmup)
+    add_stylize_route(app, stylizers, entries, batcher, limits)
+    return app
+
+
+def add_info_routes(app: FastAPI, stylizers: dict, entries: dict, batcher: Batcher, warmup) -> None:
+    """The page, the style list with thumbnails, and the health check."""
+    thumbnails: dict[str, bytes] = {}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -182,6 +197,10 @@ def create_app(
             "styles": list(entries), "forward_passes": batcher.forward_passes, "images": batcher.images,
         }  # fmt: skip
 
+
+def add_stylize_route(app: FastAPI, stylizers: dict, entries: dict, batcher: Batcher, limits: Limits) -> None:
+    """``POST /v1/stylize``."""
+
     @app.post(
         "/v1/stylize",
         responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, 404: {}, 413: {}, 415: {}, 422: {}},
@@ -211,13 +230,6 @@ def create_app(
         else:
             stylizer, within = entries[style]
             weights = stylizer.style_weights(within, 1) if within else None
-        x = pil_to_tensor(photo).unsqueeze(0)  # (1, 3, H, W)
-        x = resize_tensor(x, scaled_size(*photo.size, size))
-        y = await batcher.run(stylizer, x, weights)
-        y = stylizer.finish(y, x, strength, preserve_color)
-        png = "image/png" in request.headers.get("accept", "")
-        buffer = io.BytesIO()
-        tensor_to_pil(y).save(buffer, "PNG" if png else "JPEG", **({} if png else {"quality": 92}))
-        return Response(buffer.getvalue(), media_type="image/png" if png else "image/jpeg")
-
-    return app
+        x = resize_tensor(pil_to_tensor(photo).unsqueeze(0), scaled_size(*photo.size, size))  # (1, 3, H, W)
+        y = stylizer.finish(await batcher.run(stylizer, x, weights), x, strength, preserve_color)
+        return encoded(y, png="image/png" in request.headers.get("accept", ""))
