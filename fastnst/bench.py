@@ -651,12 +651,7 @@ def machine() -> str:
     return f"{cpu_name()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
-def main(argv: list[str] | None = None) -> dict:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--worker"]:
-        result = backend_worker(json.loads(argv[1]))
-        print(json.dumps(result))
-        return result
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
@@ -695,7 +690,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--train-repeat", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
     p.add_argument("--json", help="write all results here")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        result = backend_worker(json.loads(argv[1]))
+        print(json.dumps(result))
+        return result
+    args = build_parser().parse_args(argv)
     if args.quick:
         SIZES["64"] = (64, 64)
         args.sizes, args.widths, args.repeat, args.warmup = ["64"], [0.5], 2, 1
