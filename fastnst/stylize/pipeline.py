@@ -278,45 +278,10 @@ def run(
     """
     check_options(stylizer, options)
     for job in [j for j in plan.jobs if j.is_video]:
-        from fastnst.stylize.video import VideoError, stylize_video
-
         if on_start:
             on_start(job)
-        try:
-            report = stylize_video(
-                stylizer, job.source, job.target, size=options.size, scale=options.scale,
-                batch_size=max(options.batch_size, 4), stable=options.stable, strength=options.strength,
-                keep_color=options.preserve_color, style=job.style,
-                progress=(lambda n, total, job=job: frame_progress(job, n, total)) if frame_progress else None,
-            )  # fmt: skip
-        except VideoError as exc:
-            yield Failed(job.source, str(exc).removeprefix(f"{job.source}: "))
-            continue
-        yield VideoWritten(job, report)
-
+        yield _run_video(stylizer, job, options, frame_progress)
     batch: list[tuple[Job, torch.Tensor]] = []
-
-    def flush() -> Iterator[Written | Failed]:
-        x = torch.stack([t for _, t in batch])  # (B, 3, H, W)
-        t0 = time.perf_counter()
-        if options.tile:
-            from fastnst.stylize.tiling import TILE_HALO, num_tile_passes
-
-            total = num_tile_passes(*x.shape[-2:], options.tile, TILE_HALO, stylizer.backend.net)
-            done = iter(range(1, total + 1))
-            y = stylizer.stylize_tiled(
-                x, options.tile, options.strength, options.preserve_color,
-                progress=(lambda: tile_progress(next(done), total)) if tile_progress else None, style=batch[0][0].style,
-            )  # fmt: skip
-        else:
-            y = stylizer.stylize_tensor(
-                x, strength=options.strength, keep_color=options.preserve_color, style=batch[0][0].style
-            )
-        ms = 1000 * (time.perf_counter() - t0) / len(batch)
-        for (job, _), out in zip(batch, y):
-            yield _write(job, out) or Written(job, ms, out.shape[-1] * out.shape[-2])
-        batch.clear()
-
     for job in [j for j in plan.jobs if not j.is_video]:
         if on_start:
             on_start(job)
@@ -327,9 +292,48 @@ def run(
             continue
         tensor = resize_tensor(pil_to_tensor(image)[None], scaled_size(*image.size, options.size, options.scale))[0]
         if batch and (batch[0][1].shape != tensor.shape or batch[0][0].style != job.style):
-            yield from flush()
+            yield from _run_batch(stylizer, batch, options, tile_progress)
+            batch = []
         batch.append((job, tensor))
         if len(batch) >= options.batch_size:
-            yield from flush()
+            yield from _run_batch(stylizer, batch, options, tile_progress)
+            batch = []
     if batch:
-        yield from flush()
+        yield from _run_batch(stylizer, batch, options, tile_progress)
+
+
+def _run_video(stylizer, job: Job, options: StylizeOptions, frame_progress) -> VideoWritten | Failed:
+    from fastnst.stylize.video import VideoError, stylize_video
+
+    try:
+        report = stylize_video(
+            stylizer, job.source, job.target, size=options.size, scale=options.scale,
+            batch_size=max(options.batch_size, 4), stable=options.stable, strength=options.strength,
+            keep_color=options.preserve_color, style=job.style,
+            progress=(lambda n, total: frame_progress(job, n, total)) if frame_progress else None,
+        )  # fmt: skip
+    except VideoError as exc:
+        return Failed(job.source, str(exc).removeprefix(f"{job.source}: "))
+    return VideoWritten(job, report)
+
+
+def _run_batch(stylizer, batch: list[tuple[Job, torch.Tensor]], options: StylizeOptions,
+               tile_progress) -> Iterator[Written | Failed]:  # fmt: skip
+    """One forward pass (or one tiled pass) for images of one size and style; write each."""
+    x = torch.stack([t for _, t in batch])  # (B, 3, H, W)
+    style = batch[0][0].style
+    t0 = time.perf_counter()
+    if options.tile:
+        from fastnst.stylize.tiling import TILE_HALO, num_tile_passes
+
+        total = num_tile_passes(*x.shape[-2:], options.tile, TILE_HALO, stylizer.backend.net)
+        done = iter(range(1, total + 1))
+        y = stylizer.stylize_tiled(
+            x, options.tile, options.strength, options.preserve_color,
+            progress=(lambda: tile_progress(next(done), total)) if tile_progress else None, style=style,
+        )  # fmt: skip
+    else:
+        y = stylizer.stylize_tensor(x, strength=options.strength, keep_color=options.preserve_color, style=style)
+    ms = 1000 * (time.perf_counter() - t0) / len(batch)
+    for (job, _), out in zip(batch, y):
+        yield _write(job, out) or Written(job, ms, out.shape[-1] * out.shape[-2])
