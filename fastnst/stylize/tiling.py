@@ -81,20 +81,35 @@ def stylize_tiled(
     Shape:
         - images: (B, 3, H, W); output the same.
     """
-    device = backend.device
     tile, halo = _up4(tile), _up4(halo)
-    b, _, h, w = images.shape
+    h, w = images.shape[-2:]
     images = pad_to_multiple(images, 4)
-    hp, wp = images.shape[-2:]
-    boxes = tile_boxes(hp, wp, tile, halo)
-    norms = [m for m in backend.net.modules() if isinstance(m, InstanceNorm)]
-    fixed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(norm) -> whole-image (mean, var)
+    boxes = tile_boxes(*images.shape[-2:], tile, halo)
+    fixed = _whole_image_statistics(backend, images, boxes, weights, progress)
+    out = torch.empty(images.shape[0], 3, *images.shape[-2:], dtype=torch.float32, device=images.device)
+    with backend.norm_statistics(lambda module, x: fixed[id(module)]):
+        for core, window in boxes:
+            y = backend.run(_window(images, window, backend.device), weights)  # (B, 3, window_h, window_w)
+            top, left = core[0] - window[0], core[1] - window[1]
+            out[..., core[0] : core[2], core[1] : core[3]] = y[
+                ..., top : top + core[2] - core[0], left : left + core[3] - core[1]
+            ].to(out.device)
+            if progress:
+                progress()
+    return out[..., :h, :w]
 
-    def window_of(box):
-        top, left, bottom, right = box
-        return images[..., top:bottom, left:right].to(device, torch.float32)
 
-    for norm in norms:
+def _window(images: torch.Tensor, box, device) -> torch.Tensor:
+    top, left, bottom, right = box
+    return images[..., top:bottom, left:right].to(device, torch.float32)
+
+
+def _whole_image_statistics(backend: Backend, images: torch.Tensor, boxes, weights, progress) -> dict:
+    """id(norm) -> the whole image's (mean, var) at that instance norm, gathered exactly, tile by tile: a pass
+    per norm that stops at it (every earlier norm already uses the whole image's statistics)."""
+    b, device = images.shape[0], backend.device
+    fixed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for norm in [m for m in backend.net.modules() if isinstance(m, InstanceNorm)]:
         sums, count, box = 0, 0, {}  # box: the tile being measured (its core and window)
 
         def choose(module, x, norm=norm, box=box):
@@ -114,7 +129,7 @@ def stylize_tiled(
             for core, window in boxes:
                 box.update(core=core, window=window)
                 try:
-                    backend.run(window_of(window), weights)
+                    backend.run(_window(images, window, device), weights)
                 except _Stop:
                     pass
                 if progress:
@@ -122,18 +137,7 @@ def stylize_tiled(
         mean = sums[0] / count
         var = (sums[1] / count - mean.pow(2)).clamp_min(0)
         fixed[id(norm)] = (mean.float().view(b, -1, 1, 1).to(device), var.float().view(b, -1, 1, 1).to(device))
-
-    out = torch.empty(b, 3, hp, wp, dtype=torch.float32, device=images.device)
-    with backend.norm_statistics(lambda module, x: fixed[id(module)]):
-        for core, window in boxes:
-            y = backend.run(window_of(window), weights)  # (B, 3, window_h, window_w)
-            top, left = core[0] - window[0], core[1] - window[1]
-            out[..., core[0] : core[2], core[1] : core[3]] = y[
-                ..., top : top + core[2] - core[0], left : left + core[3] - core[1]
-            ].to(out.device)
-            if progress:
-                progress()
-    return out[..., :h, :w]
+    return fixed
 
 
 def num_tile_passes(height: int, width: int, tile: int, halo: int, net: torch.nn.Module) -> int:
