@@ -86,6 +86,25 @@ def small_jpeg(path: Path, short_side: int) -> bytes:
     return buffer.getvalue()
 
 
+def pack_small(files: list[Path], root: Path, target: Path, short_side: int, budget: int) -> int:
+    """Copy ``files`` (relative to ``root``, in a fixed shuffled order) as small JPEGs until ``budget`` bytes."""
+    files = list(files)
+    random.Random(1).shuffle(files)
+    used = 0
+    for path in files:
+        try:
+            jpeg = small_jpeg(path, short_side)
+        except OSError:
+            continue  # an unreadable painting stays behind
+        if used + len(jpeg) > budget:
+            break
+        out = target / path.relative_to(root).with_suffix(".jpg")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(jpeg)
+        used += len(jpeg)
+    return used
+
+
 def pack(args: argparse.Namespace) -> int:
     """Fill ``.devdata/`` with what the GPU run needs and print the device call."""
     dev = Path(args.dir)
@@ -111,6 +130,9 @@ def pack(args: argparse.Namespace) -> int:
     for photo in heldout:
         shutil.copy2(photo, dev / "heldout" / photo.name)
     (dev / "run.sh").write_text(RUN_SH)
+    if args.paintings:  # for the any-painting network: half of what is left, the paintings shrunk
+        pack_small(find_images(args.paintings), Path(args.paintings), dev / "paintings", 256,
+                   (CARRY_LIMIT - MiB - tree_bytes(ROOT) - folder_bytes(dev)) // 2)  # fmt: skip
     budget = CARRY_LIMIT - MiB - tree_bytes(ROOT) - folder_bytes(dev)
     photos = find_images(data, exclude=[args.heldout])
     random.Random(0).shuffle(photos)
@@ -143,8 +165,11 @@ def jobs_for(checkpoints: Path, only: list[str] | None) -> list[tuple[str, Path,
     for path in sorted(checkpoints.glob("*.safetensors")):
         if only and path.stem not in only:
             continue
-        styles = getattr(load_network(path).net, "styles", None)
-        if styles:
+        net = load_network(path).net
+        styles = getattr(net, "styles", None)
+        if net.arch == "johnson_arbitrary":  # paintings from $FASTNST_PAINTINGS_DIR (packed in .devdata/paintings)
+            overrides = ["experiment=arbitrary", f"styles=[{','.join(styles)}]", "data.batch_size=8"]
+        elif styles:
             overrides = ["experiment=multi_style", f"styles=[{','.join(styles)}]", "data.image_size=256"]
         else:
             overrides = ["experiment=gpu_refresh", f"style={path.stem}"]
@@ -289,42 +314,42 @@ def run_jobs(jobs, work: Path, args: argparse.Namespace, env: dict) -> dict[str,
     return facts
 
 
-def train(args: argparse.Namespace) -> int:
-    """On the lent GPU: train, export, score and pack every shipped network."""
-    from fastnst.checkpoint import CheckpointError, load_network
-    from fastnst.export import export_network
-
-    out = Path(args.out or os.environ.get("OUT") or "outputs/gpu_session_out")
-    work = Path(args.work)
-    if work.exists() and any(work.iterdir()) and not args.overwrite:
-        return fail(f"{work} is not empty (an earlier run?); add --overwrite to start afresh")
-    shutil.rmtree(work, ignore_errors=True)
-    for sub in ("networks", "reports", "export", "runs"):
-        (work / sub).mkdir(parents=True)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = Path(args.dir)
+def session_env(dev: Path) -> dict:
+    """The environment of the training and scoring processes: the checkout importable, the carried data named."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     if (dev / "styles").is_dir():
         env["FASTNST_STYLE_DIR"] = str((dev / "styles").resolve())
     if (dev / "photos").is_dir():
         env["FASTNST_DATA_DIR"] = str((dev / "photos").resolve())
-    if args.frontier:
-        shipped = ROOT / "checkpoints" / f"{args.frontier}.safetensors"
-        if not shipped.is_file():
-            return fail(f"--frontier {args.frontier}: no {shipped}; name a shipped single-style network")
-        jobs = [(f"{args.frontier}_sw{ratio:g}", shipped,
-                 ["experiment=gpu_refresh", f"style={args.frontier}", f"loss.style_weight={ratio}", f"init_from={shipped}"])
-                for ratio in args.ratios]  # fmt: skip
-    else:
-        jobs = jobs_for(ROOT / "checkpoints", args.only)
-    if not jobs:
-        return fail(f"no networks to train in {ROOT / 'checkpoints'}" + (f" named {args.only}" if args.only else ""))
-    facts = run_jobs(jobs, work, args, env)
+    if (dev / "paintings").is_dir():
+        env["FASTNST_PAINTINGS_DIR"] = str((dev / "paintings").resolve())
+    return env
+
+
+def session_jobs(args: argparse.Namespace) -> list[tuple[str, Path, list[str]]]:
+    """(name, shipped file, overrides) to train: every shipped network, or one at several ratios (--frontier).
+
+    Raises:
+        ValueError: --frontier names no shipped single-style network.
+    """
+    if not args.frontier:
+        return jobs_for(ROOT / "checkpoints", args.only)
+    shipped = ROOT / "checkpoints" / f"{args.frontier}.safetensors"
+    if not shipped.is_file():
+        raise ValueError(f"--frontier {args.frontier}: no {shipped}; name a shipped single-style network")
+    return [(f"{args.frontier}_sw{ratio:g}", shipped,
+             ["experiment=gpu_refresh", f"style={args.frontier}", f"loss.style_weight={ratio}", f"init_from={shipped}"])
+            for ratio in args.ratios]  # fmt: skip
+
+
+def export_and_plan(jobs, work: Path, dev: Path, args, facts: dict, rows: list) -> list[tuple]:
+    """Export each trained network (fp16) and plan its scoring: (multi-style?, name, label, evaluate command)."""
+    from fastnst.checkpoint import CheckpointError, load_network
+    from fastnst.export import export_network
 
     heldout = dev / "heldout" if (dev / "heldout").is_dir() else None
     folders = [f for f in (dev / "styles", ROOT / "fastnst" / "assets" / "styles") if f.is_dir()]
-    rows = []  # (network, label, problem, mean scores by method)
-    scoring = []  # (multi-style?, network, label, evaluate command)
+    scoring = []
     for name, shipped, _ in jobs:
         checkpoints = sorted((work / "runs" / name).rglob("last.ckpt"))
         exported = sorted((work / "export" / name).glob("*.safetensors"))
@@ -360,7 +385,12 @@ def train(args: argparse.Namespace) -> int:
         painting = painting_of(args.frontier, folders)
         command = evaluate_command(ckpts, painting, heldout, work / "reports" / label, args, ["--frontier"])
         scoring.append((False, jobs[0][0], label, command))
-    # Single-style networks first, all at once; the multi-style network's styles then reuse their Gatys results.
+    return scoring
+
+
+def score(scoring: list[tuple], work: Path, env: dict, rows: list) -> None:
+    """Run the evaluations: single-style networks first, all at once; the multi-style network's styles then
+    reuse their Gatys results."""
     for wave in (False, True):
         started = [(name, label, subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                                   text=True)) for multi, name, label, command in scoring if multi == wave]  # fmt: skip
@@ -371,9 +401,30 @@ def train(args: argparse.Namespace) -> int:
                 rows.append((name, label, f"evaluate failed: {error.strip()[-300:]}", {}))
             else:
                 rows.append((name, label, "", json.loads(report.read_text())["mean"]))
+
+
+def train(args: argparse.Namespace) -> int:
+    """On the lent GPU: train, export, score and pack every shipped network."""
+    out = Path(args.out or os.environ.get("OUT") or "outputs/gpu_session_out")
+    work = Path(args.work)
+    if work.exists() and any(work.iterdir()) and not args.overwrite:
+        return fail(f"{work} is not empty (an earlier run?); add --overwrite to start afresh")
+    shutil.rmtree(work, ignore_errors=True)
+    for sub in ("networks", "reports", "export", "runs"):
+        (work / sub).mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    dev, env = Path(args.dir), session_env(Path(args.dir))
+    try:
+        jobs = session_jobs(args)
+    except ValueError as exc:
+        return fail(str(exc))
+    if not jobs:
+        return fail(f"no networks to train in {ROOT / 'checkpoints'}" + (f" named {args.only}" if args.only else ""))
+    facts = run_jobs(jobs, work, args, env)
+    rows = []  # (network, label, problem, mean scores by method)
+    score(export_and_plan(jobs, work, dev, args, facts, rows), work, env, rows)
     (work / "reports" / "facts.json").write_text(json.dumps(facts, indent=1))
     print_table(rows, facts)
-
     files = [(p, str(p.relative_to(work))) for p in sorted((work / "networks").glob("*.safetensors"))]
     files += [(p, str(p.relative_to(work))) for p in sorted((work / "reports").rglob("*")) if p.is_file()]
     files += [(p, f"logs/{p.name}") for p in sorted(work.glob("*.log"))]
@@ -409,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pack", help="here: fill .devdata/ and print the device call")
     p.add_argument("--data", required=True, help="folder of photos (../shared/data/photos)")
     p.add_argument("--styles", required=True, help="folder of paintings (../shared/data/styles)")
+    p.add_argument("--paintings", help="paintings for the any-painting network (../shared/data/paintings)")
     p.add_argument("--heldout", default="bsds500/test/*", help="photos never trained on, scored after (glob)")
     p.add_argument("--heldout-count", type=int, default=8)
     p.add_argument("--short-side", type=int, default=320, help="training photos are shrunk to this short side")

@@ -108,3 +108,23 @@ def test_frontier_trains_every_ratio_and_draws_them_beside_gatys(tmp_path, dev, 
                for r in ("2", "8.5")]  # fmt: skip
     assert weights == [2.0, 8.5]
     assert (tmp_path / "back" / "reports" / "starry_night_frontier" / "frontier.png").stat().st_size > 1000
+
+
+def test_the_any_painting_network_trains_there_on_packed_paintings(
+    tmp_path, photos, arbitrary_ckpt, multi_ckpt, capsys
+):
+    import fastnst.gpu_session as session
+
+    paintings = tmp_path / "paintings"
+    for index in range(4):
+        write_photo(paintings / f"school{index % 2}" / f"a{index}.png", size=(600, 400), seed=40 + index)
+    dev = tmp_path / "dev"
+    argv = ["--dir", str(dev), "pack", "--data", str(photos), "--styles", str(tmp_path / "photos"), "--no-wheels",
+            "--short-side", "100", "--min-photos", "1", "--paintings", str(paintings)]  # fmt: skip
+    assert session.main(argv) == 0, capsys.readouterr().err
+    packed = sorted((dev / "paintings").rglob("*.jpg"))
+    assert len(packed) == 4 and all(min(Image.open(p).size) == 256 for p in packed)  # shrunk, folders kept
+    assert session.session_env(dev)["FASTNST_PAINTINGS_DIR"] == str((dev / "paintings").resolve())
+    jobs = {name: overrides for name, _, overrides in session.jobs_for(arbitrary_ckpt.parent, None)}
+    assert "experiment=arbitrary" in jobs["arbitrary"] and "styles=[a,b]" in jobs["arbitrary"]
+    assert "experiment=multi_style" in session.jobs_for(multi_ckpt.parent, None)[0][2]
