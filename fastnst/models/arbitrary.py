@@ -24,7 +24,7 @@ from torch import nn
 from fastnst.models.multi_style import ConditionalInstanceNorm, style_weights
 from fastnst.models.registry import register_architecture
 from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig, pad_to_multiple
-from fastnst.models.vgg import CAFFE_MEAN_BGR, build_features, layer_names
+from fastnst.models.vgg import CAFFE_MEAN_BGR, build_features, layer_names, run_taps
 
 STYLE_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 STYLE_TAP_CHANNELS = (64, 128, 256, 512)
@@ -91,13 +91,7 @@ class StyleEncoder(nn.Module):
         self.requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = images.flip(1) * 255.0 - self.mean  # RGB [0, 1] -> Caffe's BGR, mean removed
-        out = {}
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in self.taps:
-                out[self.taps[index]] = x
-        return out
+        return run_taps(self.features, self.taps, images.flip(1) * 255.0 - self.mean)  # Caffe's BGR, mean removed
 
 
 class StylePredictor(nn.Module):

@@ -140,6 +140,16 @@ def load_local_weights(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: not a torch state dict of tensors ({exc.__class__.__name__})") from exc
 
 
+def run_taps(features: nn.Sequential, taps: dict[int, str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run ``features`` on normalised images, keeping the activations at ``taps`` (layer index -> name)."""
+    out = {}
+    for index, layer in enumerate(features):
+        x = layer(x)
+        if index in taps:
+            out[taps[index]] = x
+    return out
+
+
 class VGGFeatures(nn.Module):
     """Frozen VGG that returns the activations at named taps.
 
@@ -218,10 +228,4 @@ class VGGFeatures(nn.Module):
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.normalize(images)  # (B, 3, H, W)
-        out = {}
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in self.taps:
-                out[self.taps[index]] = x
-        return out
+        return run_taps(self.features, self.taps, self.normalize(images))

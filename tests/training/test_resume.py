@@ -78,8 +78,7 @@ def test_kill_9_then_resume_in_a_custom_run_folder(tmp_path, photo_dir, style_pa
     assert "weights_only" not in result.stderr  # no word of an unsafe load where there is none
     assert saved_step(last) == target
     steps = sorted({s for s, _ in scalars(run_dir)["train/loss"]})
-    # The curves continue from the resumed step (what kill -9 caught in TensorBoard's buffer before it is lost;
-    # the clean stop below keeps every step).
+    # The curves continue from the resumed step (kill -9 loses what TensorBoard had not flushed before it).
     assert [s for s in steps if s >= saved["global_step"]] == list(range(saved["global_step"], target))
     assert len(list(run_dir.glob("tensorboard/events.out.tfevents.*"))) == 2
 
