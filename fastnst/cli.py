@@ -500,16 +500,59 @@ def report_paintings(stylizers: dict, paintings: list[Path], photos: list[Path],
     return EXIT_OK
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def evaluation_stylizers(args: argparse.Namespace) -> dict:
+    """The networks to score by label, each told its style: an any-painting network takes the painting
+    (``--style``; with ``--paintings`` each in turn), a multi-style one ``--network-style``.
+
+    Raises:
+        CheckpointError, BackendError, ValueError: one line.
+    """
+    from fastnst.evaluation import checkpoint_labels
+    from fastnst.stylize.stylizer import Stylizer
+
+    if bool(args.style) == bool(args.paintings):
+        raise ValueError("give the painting with --style, or a folder of them with --paintings")
+    paths = [Path(ckpt) for ckpt in args.ckpt]
+    stylizers = {
+        label: Stylizer.from_checkpoint(path, backend=args.backend, device=args.device, precision=args.precision)
+        for label, path in zip(checkpoint_labels(paths), paths)
+    }
+    for stylizer in stylizers.values():
+        if stylizer.painter is not None and not args.network_style and args.style:
+            stylizer.default_style = stylizer.add_style(Path(args.style).stem, args.style)
+        elif stylizer.styles and not (stylizer.painter is not None and args.paintings):
+            if not args.network_style:
+                raise ValueError(f"{stylizer.style} is a multi-style network: add --network-style with one of "
+                                 f"{', '.join(stylizer.styles)}")  # fmt: skip
+            stylizer.style_weights(args.network_style, 1)  # unknown names fail here, in one line
+            stylizer.default_style = args.network_style
+    return stylizers
+
+
+def gatys_bar():
+    """One progress bar per Gatys run (minutes each on a CPU), reset for each run; messages print above it."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn(), console=Console(stderr=True), transient=True)  # fmt: skip
+    task = bar.add_task("", total=None, visible=False)
+
+    def on_gatys_step(what: str, step: int, steps: int) -> None:
+        if bar.tasks[0].description != what:
+            bar.reset(task, total=steps, description=what, visible=True)
+        bar.update(task, completed=step)
+
+    return bar, on_gatys_step
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fastnst.backends.base import BackendError
     from fastnst.checkpoint import CheckpointError
-    from fastnst.evaluation import checkpoint_labels, evaluate, gatys_steps_sentence
+    from fastnst.evaluation import evaluate, gatys_steps_sentence
     from fastnst.io import ImageReadError, default_cache_dir
     from fastnst.optimize import GatysConfig
     from fastnst.stylize.pipeline import expand_inputs
-    from fastnst.stylize.stylizer import Stylizer
 
     inputs, skipped, failed = expand_inputs(args.images)
     for problem in [*failed, *skipped]:
@@ -518,32 +561,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not photos:
         return fail("no photos to evaluate; give files, folders or globs with --images")
     try:
-        paths = [Path(ckpt) for ckpt in args.ckpt]
-        stylizers = {
-            label: Stylizer.from_checkpoint(path, backend=args.backend, device=args.device, precision=args.precision)
-            for label, path in zip(checkpoint_labels(paths), paths)
-        }
-        if bool(args.style) == bool(args.paintings):
-            return fail("give the painting with --style, or a folder of them with --paintings")
-        for stylizer in stylizers.values():
-            if stylizer.painter is not None and not args.network_style and args.style:
-                stylizer.default_style = stylizer.add_style(Path(args.style).stem, args.style)
-            elif stylizer.styles and not (stylizer.painter is not None and args.paintings):
-                if not args.network_style:
-                    return fail(f"{stylizer.style} is a multi-style network: add --network-style with one of "
-                                f"{', '.join(stylizer.styles)}")  # fmt: skip
-                stylizer.style_weights(args.network_style, 1)  # unknown names fail here, in one line
-                stylizer.default_style = args.network_style
-        # One bar per Gatys run (minutes each on a CPU); messages print above it.
-        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeRemainingColumn(), console=Console(stderr=True), transient=True)  # fmt: skip
-        task = bar.add_task("", total=None, visible=False)  # reset for each Gatys run in turn
-
-        def on_gatys_step(what: str, step: int, steps: int) -> None:
-            if bar.tasks[0].description != what:
-                bar.reset(task, total=steps, description=what, visible=True)
-            bar.update(task, completed=step)
-
+        stylizers = evaluation_stylizers(args)
+        bar, on_gatys_step = gatys_bar()
         options = dict(
             size=args.size, style_size=args.style_size, compare_optimize=args.compare_optimize,
             optimize_config=GatysConfig(steps=args.optimize_steps), on_gatys_step=on_gatys_step,
@@ -554,7 +573,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if args.paintings:
                 return report_paintings(stylizers, paintings_to_score(args), photos, Path(args.output_dir), options)
             report = evaluate(stylizers, Path(args.style), photos, Path(args.output_dir), **options)
-    except (CheckpointError, ImageReadError, ValueError, ImportError) as exc:
+    except (CheckpointError, BackendError, ImageReadError, ValueError, ImportError) as exc:
         return fail(str(exc))
     for method, s in report["mean"].items():
         layers = " ".join(f"{name} {value:.3f}" for name, value in s["layers"].items())
