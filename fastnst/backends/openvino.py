@@ -59,7 +59,20 @@ def calibration_images(size: int = 192, count: int = CALIBRATION_CROPS) -> list[
     return crops
 
 
-def check_int8(fp32: Backend, int8: Backend, size: int = 192) -> dict:
+def style_conditions(net: nn.Module) -> list[np.ndarray] | None:
+    """What a conditioned network takes beside the photo, one (1, S) array per named style: one-hot style
+    weights, or an any-painting network's stored embeddings (a zero embedding without any); None for a
+    single-style network. int8 is calibrated and checked over them."""
+    size = getattr(net, "condition_size", 0)
+    if not size:
+        return None
+    if getattr(net, "arch", None) == "johnson_arbitrary":
+        rows = [e for e in net.style_embeddings.detach().float()] or [torch.zeros(size)]
+        return [r.reshape(1, -1).numpy() for r in rows]
+    return [np.eye(size, dtype=np.float32)[i : i + 1] for i in range(size)]
+
+
+def check_int8(fp32: Backend, int8: Backend, size: int = 192, weights: list[torch.Tensor] | None = None) -> dict:
     """Do int8's pictures measure as fp32's do, in the classic VGG terms? On the shipped photos.
 
     - ``content_change``: relative change of the content distance (relu4_2 features against the
@@ -69,6 +82,8 @@ def check_int8(fp32: Backend, int8: Backend, size: int = 192) -> dict:
       share of how far stylizing moved it. No painting is needed (most are not shipped), so every
       network can be checked where it runs.
 
+    ``weights``: a conditioned network's style inputs, one per photo in turn.
+
     Returns:
         dict with both numbers, ``passed`` (each within :data:`INT8_TOLERANCE`), the photos and size.
     """
@@ -77,8 +92,11 @@ def check_int8(fp32: Backend, int8: Backend, size: int = 192) -> dict:
 
     folder = Path(__file__).resolve().parents[1] / "assets" / "photos"
     paths = sorted(folder.glob("*.jpg"))
-    with torch.no_grad():
-        triples = [(photo, fp32.run(photo), int8.run(photo)) for photo in (load_image(p, size) for p in paths)]
+    with torch.no_grad():  # a conditioned network: each photo in another of its styles
+        triples = []
+        for i, photo in enumerate(load_image(p, size) for p in paths):
+            w = weights[i % len(weights)] if weights else None
+            triples.append((photo, fp32.run(photo, w), int8.run(photo, w)))
     style, content = precision_change(triples)
     return {
         "style_change": style, "content_change": content, "tolerance": INT8_TOLERANCE,
@@ -103,8 +121,7 @@ def cached_openvino(net: nn.Module, checkpoint: Path, cache_dir: Path, int8: boo
         _save_model(ov.convert_model(str(cached_onnx(net, checkpoint, cache_dir))), fp32_path)
     if not int8:
         return fp32_path
-    if getattr(net, "styles", None):
-        raise BackendError("int8 is for single-style networks so far; run a multi-style network in fp32 or bf16")
+    conditions = style_conditions(net)
     int8_path = folder / "int8.xml"
     if not int8_path.is_file():
         try:
@@ -120,11 +137,14 @@ def cached_openvino(net: nn.Module, checkpoint: Path, cache_dir: Path, int8: boo
         print(f"fastnst: quantizing {checkpoint.name} to int8 and checking it against fp32 (once)", file=sys.stderr)
         model = ov.Core().read_model(str(fp32_path))
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # NNCF's bars
-            quantized = nncf.quantize(model, nncf.Dataset(calibration_images()), subset_size=CALIBRATION_CROPS)
+            crops = calibration_images()
+            items = crops if conditions is None else [(c, conditions[i % len(conditions)]) for i, c in enumerate(crops)]
+            quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=CALIBRATION_CROPS)
         _save_model(quantized, int8_path)
     verdict = folder / "int8_check.json"
     if not verdict.is_file() or "content_change" not in json.loads(verdict.read_text()):
-        result = check_int8(OpenVinoBackend(fp32_path, "fp32"), OpenVinoBackend(int8_path, "int8"))
+        weights = None if conditions is None else [torch.from_numpy(c) for c in conditions]
+        result = check_int8(OpenVinoBackend(fp32_path, "fp32"), OpenVinoBackend(int8_path, "int8"), weights=weights)
         with atomic_path(verdict) as tmp:
             tmp.write_text(json.dumps(result, indent=2))
     return int8_path

@@ -129,7 +129,7 @@ def test_a_corrupt_or_unwritable_cache_is_measured_again_with_one_line(fake_back
 def test_int8_is_never_chosen_when_its_pictures_failed_the_check(tiny_ckpt, tmp_path, monkeypatch):
     import fastnst.backends.openvino as ov_backend
 
-    monkeypatch.setattr(ov_backend, "check_int8", lambda fp32, int8: {"style_change": 0.2, "content_change": 0.3,
+    monkeypatch.setattr(ov_backend, "check_int8", lambda fp32, int8, weights=None: {"style_change": 0.2, "content_change": 0.3,
                                                                       "passed": False})  # fmt: skip
     choice = auto.choose(tiny_ckpt, tmp_path, backends=["openvino"])
     assert choice.precision != "int8"

@@ -94,3 +94,18 @@ def test_exported_graph_takes_the_embedding_as_an_input(tmp_path, backend):
     for style in ("a", "a=0.5,b=0.5", reference.embed(painting)):  # stored, mixed and a new painting: one graph
         want = reference.stylize_tensor(x, style=style)
         assert (other.stylize_tensor(x, style=style) - want).abs().max() < 1e-4
+
+
+def test_int8_is_calibrated_and_checked_over_the_stored_styles(arbitrary_ckpt, tmp_path):
+    pytest.importorskip("openvino")
+    from fastnst.backends.openvino import cached_openvino, int8_verdict, style_conditions
+    from fastnst.stylize.stylizer import Stylizer
+
+    net = load_network(arbitrary_ckpt).net
+    conditions = style_conditions(net)
+    assert len(conditions) == 2 and conditions[1].shape == (1, 8)  # one per stored style: its embedding
+    verdict = int8_verdict(cached_openvino(net, arbitrary_ckpt, tmp_path, int8=True))
+    assert set(verdict) >= {"style_change", "content_change", "passed"}
+    int8 = Stylizer.from_checkpoint(arbitrary_ckpt, backend="openvino", precision="int8", cache_dir=tmp_path)
+    out = int8.stylize_tensor(torch.rand(1, 3, 32, 32), style="a")
+    assert out.shape == (1, 3, 32, 32) and int8.precision == "int8"
