@@ -45,6 +45,7 @@ docs: install
 	$(PY) scripts/readme_table.py
 	$(PY) scripts/showcase.py
 	$(PY) scripts/showcase.py --multi checkpoints/multi_style.safetensors
+	$(PY) scripts/showcase.py --paintings ../shared/data/paintings
 
 clean:
 	rm -rf $(VENV) outputs logs .pytest_cache

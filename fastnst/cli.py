@@ -471,7 +471,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def paintings_to_score(args: argparse.Namespace) -> list[Path]:
-    """The paintings of ``--paintings`` (only the held-out share with ``--held-out``), at most ``--max-paintings``.
+    """The paintings of ``--paintings`` (only the held-out share with ``--held-out``), at most ``--max-paintings``
+    spread evenly over the sorted list.
 
     Raises:
         ValueError: no such folder, or no painting in it (one line).
@@ -485,7 +486,8 @@ def paintings_to_score(args: argparse.Namespace) -> list[Path]:
         raise ValueError(
             f"{args.paintings}: no paintings to score" + (" in its held-out share" if args.held_out else "")
         )
-    return paintings[: args.max_paintings]
+    step = max(1, len(paintings) // args.max_paintings)  # spread over the folders (movements), not the first few
+    return paintings[::step][: args.max_paintings]
 
 
 def report_paintings(stylizers: dict, paintings: list[Path], photos: list[Path], output_dir: Path, options) -> int:
