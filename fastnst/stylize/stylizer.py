@@ -111,12 +111,17 @@ class Stylizer:
         Named styles are embeddings: the network's stored ones, then those the user added
         (``fastnst styles add``); :meth:`add_style` adds a painting under a name.
         """
-        from fastnst.stylize.paintings import EmbeddingCache, UserStyles
+        from fastnst.stylize.paintings import EmbeddingCache, PaintingError, UserStyles
 
         self.painter, self.network_sha256 = net.float().eval(), network_sha256
         self.embedding_cache = EmbeddingCache(cache_dir / "embeddings" if cache_dir else None)
         self.embeddings = {name: net.stored(name).detach().clone() for name in net.styles}
-        self.embeddings.update(UserStyles().embeddings(network_sha256))
+        try:
+            self.embeddings.update(UserStyles().embeddings(network_sha256))
+        except PaintingError as exc:  # a damaged styles file never stops a stylize
+            import warnings
+
+            warnings.warn(f"{exc}; your added styles are left out", stacklevel=3)
         self.styles = tuple(self.embeddings)
 
     def embed(self, painting, max_pixels: int | None = None) -> torch.Tensor:

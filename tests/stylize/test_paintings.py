@@ -92,3 +92,12 @@ def test_styles_add_then_use_it_by_name(arbitrary_ckpt, tmp_path, capsys):
     assert Image.open(tmp_path / "out" / "photo_mine.png").tobytes() == direct.tobytes()
     assert main(["styles", "add", "bad name!", str(painting), "--ckpt", str(arbitrary_ckpt)]) == 2
     assert main(["styles", "add", "x", str(painting), "--ckpt", str(tmp_path / "photo.png")]) == 2
+
+
+def test_a_damaged_styles_file_leaves_the_added_styles_out_in_one_line(arbitrary_ckpt, monkeypatch, tmp_path):
+    broken = tmp_path / "styles.json"
+    broken.write_text("{not json")
+    monkeypatch.setenv("FASTNST_STYLES", str(broken))
+    with pytest.warns(UserWarning, match="styles file cannot be read"):
+        stylizer = Stylizer.from_checkpoint(arbitrary_ckpt, backend="torch")
+    assert stylizer.styles == ("a", "b")  # the network's own styles still work
