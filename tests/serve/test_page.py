@@ -60,3 +60,36 @@ def test_page_uploads_a_photo_and_shows_the_stylized_result(tiny_ckpt, tmp_path)
     assert out.shape == original.shape and np.abs(out - original).mean() > 5  # it came back, and it changed
     assert "not an image Pillow can read" in error  # the server's refusal, shown in the page
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make install)")
+def test_page_takes_the_users_own_painting(arbitrary_ckpt, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    photo = write_photo(tmp_path / "photo.png", size=(120, 90))
+    painting = write_photo(tmp_path / "my painting.png", size=(96, 96), seed=8)
+    port = free_port()
+    server = start_server([arbitrary_ckpt], port, "--backend", "torch")
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1100, "height": 820})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.set_input_files("#file", str(photo))
+            page.wait_for_selector("#own-painting")  # offered because an any-painting network is served
+            page.set_input_files("#painting-file", str(painting))
+            with page.expect_response("**/v1/stylize") as response:
+                page.click("#go")
+            assert response.value.status == 200
+            page.wait_for_function("document.getElementById('after').naturalWidth > 0", timeout=60_000)
+            status = page.inner_text("#status")
+            download = page.get_attribute("#download", "download")
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert "my painting" in status and download == "photo_my painting.jpg"
+    shot = np.asarray(Image.open(tmp_path / "page.png").convert("RGB"))
+    assert shot.shape[0] > 300
