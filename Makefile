@@ -46,6 +46,7 @@ docs: install
 	$(PY) scripts/showcase.py
 	$(PY) scripts/showcase.py --multi checkpoints/multi_style.safetensors
 	$(PY) scripts/showcase.py --paintings ../shared/data/paintings
+	$(PY) scripts/serve_screenshot.py
 
 clean:
 	rm -rf $(VENV) outputs logs .pytest_cache
