@@ -34,7 +34,6 @@ class Summary:
     manifest: list[Path]
     backend: str
     first_result: float = 0.0  # seconds until the first image was done (start-up: a cluster, the network)
-    steady_images_per_second: float = 0.0  # over the second half of the results: the rate once started
 
     @property
     def images_per_second(self) -> float:
@@ -94,34 +93,25 @@ def stylize_dataset(
     dst = Path(options.dst)
     manifest = Manifest(dst, fresh=options.overwrite)
     todo = [t for t in tasks if options.overwrite or not already_written(t, manifest, options)]
-    worker = Worker(options) if todo else None  # measures the backends once, here (Ray actors reuse the choice)
-    finished = 0
-
-    started, arrivals = time.perf_counter(), []
+    started, arrivals, worker = time.perf_counter(), [], None
 
     def on_row(row: dict) -> None:
-        nonlocal finished
         arrivals.append(time.perf_counter() - started)
         manifest.append(row)
-        finished += 1
         if on_progress:
-            on_progress(finished, len(todo))
+            on_progress(len(arrivals), len(todo))
 
     try:
-        if todo and engine == "ray":
-            run_ray(options, worker, todo, on_row, **ray_options)
-        elif todo:
-            run_local(worker, todo, on_row)
+        if todo:
+            worker = Worker(options)  # measures the backends once, here (Ray actors reuse the choice)
+            if engine == "ray":
+                run_ray(options, worker, todo, on_row, **ray_options)
+            else:
+                run_local(worker, todo, on_row)
     finally:
         written_files = manifest.close({t.source for t in tasks})
     seconds = time.perf_counter() - started
     done_now = sum(1 for t in todo if manifest.rows.get(t.source, {}).get("status") == "done")
     backend = worker.stylizer.backend.describe() if worker else "nothing to do"
-    half = len(arrivals) // 2
-    steady = (
-        (len(arrivals) - half) / (arrivals[-1] - arrivals[half - 1])
-        if half and arrivals[-1] > arrivals[half - 1]
-        else 0
-    )
     return Summary(done_now, len(tasks) - len(todo), manifest.failed(), seconds, written_files, backend,
-                   arrivals[0] if arrivals else 0.0, steady)  # fmt: skip
+                   arrivals[0] if arrivals else 0.0)  # fmt: skip
