@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -116,9 +117,15 @@ def style_label(task: Task, options: DatasetOptions) -> str:
     """The manifest's style: a name or mix (empty: the network's own), or ``painting:<path>@<sha256[:12]>``."""
     if not task.style.startswith("painting:"):
         return task.style
+    return f"{task.style}@{painting_sha256(Path(options.style_images) / task.style.removeprefix('painting:'))[:12]}"
+
+
+@lru_cache(maxsize=4096)
+def painting_sha256(path: Path) -> str:
+    """A painting's hash, read once per run however many images it styles."""
     from fastnst.io import file_sha256
 
-    return f"{task.style}@{file_sha256(Path(options.style_images) / task.style.removeprefix('painting:'))[:12]}"
+    return file_sha256(path)
 
 
 def recovered_row(task: Task, options: DatasetOptions) -> dict | None:

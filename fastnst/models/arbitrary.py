@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastnst.models.multi_style import ConditionalInstanceNorm, style_weights
+from fastnst.models.multi_style import ConditionalInstanceNorm, ConditionedNet
 from fastnst.models.registry import register_architecture
-from fastnst.models.transformer_net import TransformerNet, TransformerNetConfig, pad_to_multiple
+from fastnst.models.transformer_net import TransformerNetConfig
 from fastnst.models.vgg import CAFFE_MEAN_BGR, build_features, layer_names, run_taps
 
 STYLE_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -109,7 +109,7 @@ class StylePredictor(nn.Module):
 
 
 @register_architecture("johnson_arbitrary", ArbitraryStyleNetConfig)
-class ArbitraryStyleNet(TransformerNet):
+class ArbitraryStyleNet(ConditionedNet):
     """The Johnson network whose every instance norm's (γ, β) is a linear map of a style embedding.
 
     ``forward(x, embedding)`` stylizes; :meth:`embed` turns paintings into embeddings;
@@ -159,20 +159,13 @@ class ArbitraryStyleNet(TransformerNet):
             raise ValueError(f"unknown style {name!r}; this network stores {known} (or give a painting)")
         return self.style_embeddings[self.styles.index(name)]
 
-    def _condition(self, x: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
+    def condition(self, x: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
+        """The embedding and a constant 1, (B, E + 1): the norms' style weights, so (γ, β) = [e, 1] @ W."""
         if embedding is None:
             raise ValueError("an any-painting network needs a style embedding (a painting or a stored style)")
         embedding = embedding.to(x.device, torch.float32)
         embedding = embedding.expand(x.shape[0], -1) if embedding.dim() == 1 else embedding
-        return torch.cat([embedding, torch.ones_like(embedding[:, :1])], dim=1)  # (B, E + 1)
-
-    def forward_aligned(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
-        with style_weights(self._condition(x, embedding)):
-            return super().forward_aligned(x)
-
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
-        h, w = x.shape[-2:]  # (B, 3, H, W)
-        return self.forward_aligned(pad_to_multiple(x, 4), embedding)[..., :h, :w]
+        return torch.cat([embedding, torch.ones_like(embedding[:, :1])], dim=1)
 
     def load_vgg(self, vgg_features: nn.Sequential) -> None:
         """Copy the loss network's first layers (a VGG19 ``features``) into the style encoder."""

@@ -86,8 +86,29 @@ class ConditionalInstanceNorm(InstanceNorm):
         return (y * gamma.view(x.shape[0], -1, 1, 1) + beta.view(x.shape[0], -1, 1, 1)).to(x.dtype)
 
 
+class ConditionedNet(TransformerNet):
+    """A Johnson network whose conditional norms take, beside the photo, a second input that
+    :meth:`condition` turns into their (B, S) style weights (the multi-style and any-painting networks).
+
+    Shape:
+        - x: (B, 3, H, W) in [0, 1]; the second input: (B, N) or (N,).
+        - Output: (B, 3, H, W) in [0, 1].
+    """
+
+    def condition(self, x: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_aligned(self, x: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        with style_weights(self.condition(x, given)):
+            return super().forward_aligned(x)
+
+    def forward(self, x: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        h, w = x.shape[-2:]  # (B, 3, H, W)
+        return self.forward_aligned(pad_to_multiple(x, 4), given)[..., :h, :w]
+
+
 @register_architecture("johnson_multi", MultiStyleNetConfig)
-class MultiStyleNet(TransformerNet):
+class MultiStyleNet(ConditionedNet):
     """The Johnson network with conditional instance norm: one network, many styles.
 
     Shape:
@@ -107,19 +128,12 @@ class MultiStyleNet(TransformerNet):
         """Numbers a stylizing pass takes beside the photo (one weight per style)."""
         return len(self.config.styles)
 
-    def _weights(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    def condition(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        """The (B, S) style weights the norms mix their rows by."""
         if weights is None:
             raise ValueError(f"a multi-style network needs style weights for its styles {list(self.styles)}")
         weights = weights.to(x.device, torch.float32)
         return weights.expand(x.shape[0], -1) if weights.dim() == 1 else weights
-
-    def forward_aligned(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        with style_weights(self._weights(x, weights)):
-            return super().forward_aligned(x)
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        h, w = x.shape[-2:]  # (B, 3, H, W)
-        return self.forward_aligned(pad_to_multiple(x, 4), weights)[..., :h, :w]
 
 
 def mix_weights(styles: tuple[str, ...], style: str | dict[str, float]) -> torch.Tensor:
