@@ -62,6 +62,7 @@ def style_loss(
     features: Mapping[str, torch.Tensor],
     target_grams: Mapping[str, torch.Tensor],
     layer_weights: Mapping[str, float] | None = None,
+    per_image: bool = False,
 ) -> torch.Tensor:
     """Weighted sum over layers of the MSE between Gram matrices.
 
@@ -69,19 +70,42 @@ def style_loss(
         features: tap name to (B, C, H, W) activations of the stylized images.
         target_grams: tap name to (1, C, C) or (B, C, C) Gram matrices of the style.
         layer_weights: tap name to weight; 1.0 for every layer when omitted.
+        per_image: one loss per image (B,) instead of their mean.
 
     Returns:
-        Scalar loss.
+        Scalar loss, or (B,) with ``per_image``.
     """
     total = None
     for name, target in target_grams.items():
         gram = gram_matrix(features[name])
-        term = F.mse_loss(gram, target.to(gram.dtype).expand_as(gram))
+        term = (gram - target.to(gram.dtype).expand_as(gram)).pow(2).mean(dim=(1, 2))
         weight = 1.0 if layer_weights is None else layer_weights[name]
         total = weight * term if total is None else total + weight * term
     if total is None:
         raise ValueError("style_loss needs at least one layer")
-    return total
+    return total if per_image else total.mean()
+
+
+def relative_style_loss(
+    features: Mapping[str, torch.Tensor],
+    photo_features: Mapping[str, torch.Tensor],
+    target_grams: Mapping[str, torch.Tensor],
+    layer_weights: Mapping[str, float] | None = None,
+) -> torch.Tensor:
+    """Each image's :func:`style_loss` over its photo's own, averaged: the evaluation's texture distance.
+
+    A painting whose Grams are large (bright, busy) no longer outweighs a quiet one: every image
+    counts by how much of the way from its photo to its painting it went.
+
+    Args:
+        photo_features: tap name to (B, C, H, W) activations of the unstylized photos.
+
+    Returns:
+        Scalar loss (1: no closer to the painting than the photo).
+    """
+    with torch.no_grad():
+        own = style_loss(photo_features, target_grams, layer_weights, per_image=True)
+    return (style_loss(features, target_grams, layer_weights, per_image=True) / own.clamp_min(1e-12)).mean()
 
 
 def tv_loss(images: torch.Tensor) -> torch.Tensor:
@@ -135,6 +159,8 @@ class PerceptualLoss(nn.Module):
         style_layers: tap name to per-layer weight.
         content_weight, style_weight, tv_weight: weights of the three terms.
         color_weight: weight of :func:`color_loss` (0: off, the classic objective).
+        style_relative: the style term is :func:`relative_style_loss` (each image against its own
+            photo's distance to its painting) instead of the plain Gram distance.
     """
 
     def __init__(
@@ -147,13 +173,14 @@ class PerceptualLoss(nn.Module):
         style_weight: float = 5.0,
         tv_weight: float = 1e-6,
         color_weight: float = 0.0,
+        style_relative: bool = False,
     ):
         super().__init__()
         self.vgg = vgg
         self.content_layers = list(content_layers)
         self.style_layers = dict(style_layers)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
-        self.color_weight = color_weight
+        self.color_weight, self.style_relative = color_weight, style_relative
         if style_image is not None:
             with torch.no_grad():
                 feats = vgg(style_image)
@@ -188,7 +215,12 @@ class PerceptualLoss(nn.Module):
             content_targets = {name: feats[name][b:] for name in self.content_layers}
         out_feats = {name: f[:b] for name, f in feats.items()}
         c_loss = sum(content_loss(out_feats[n], content_targets[n].detach()) for n in self.content_layers)
-        s_loss = style_loss(out_feats, style_grams or self.style_grams(), self.style_layers)
+        grams = style_grams or self.style_grams()
+        if self.style_relative:
+            photo_feats = {name: f[b:] for name, f in feats.items()}
+            s_loss = relative_style_loss(out_feats, photo_feats, grams, self.style_layers)
+        else:
+            s_loss = style_loss(out_feats, grams, self.style_layers)
         t_loss = tv_loss(stylized)
         terms = {
             "content_loss": self.content_weight * c_loss,

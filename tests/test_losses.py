@@ -94,3 +94,36 @@ def test_perceptual_loss_adds_the_color_term_only_when_weighted():
     assert torch.allclose(terms["color_loss"], 7.0 * color_loss(out, content))
     parts = terms["content_loss"] + terms["style_loss"] + terms["tv_loss"] + terms["color_loss"]
     assert torch.allclose(terms["loss"], parts)
+
+
+def test_relative_style_loss_weighs_every_painting_by_its_photos_distance():
+    from fastnst.losses import gram_matrix, relative_style_loss, style_loss
+
+    torch.manual_seed(0)
+    vgg = VGGFeatures(["relu1_2", "relu2_2"], channel_scale=0.125, weights="random")
+    layers = {"relu1_2": 1.0, "relu2_2": 0.5}
+    photos, out = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    paintings = torch.stack([torch.rand(3, 16, 16) * 0.05, torch.rand(3, 16, 16)])  # a quiet one, a busy one
+    with torch.no_grad():
+        grams = {n: gram_matrix(f) for n, f in vgg(paintings).items()}
+        photo_feats, out_feats = vgg(photos), vgg(out)
+    assert relative_style_loss(photo_feats, photo_feats, grams, layers).item() == pytest.approx(1.0)  # the photo: 1
+    each = style_loss(out_feats, grams, layers, per_image=True)
+    own = style_loss(photo_feats, grams, layers, per_image=True)
+    assert each.shape == (2,) and each.mean().item() == pytest.approx(style_loss(out_feats, grams, layers).item())
+    assert relative_style_loss(out_feats, photo_feats, grams, layers).item() == pytest.approx(
+        (each / own).mean().item()
+    )
+    scaled = {n: g * 100 for n, g in grams.items()}  # a painting 100x as loud, photos and outputs too: same ratio
+    loud = {n: f * 10 for n, f in out_feats.items()}, {n: f * 10 for n, f in photo_feats.items()}
+    assert relative_style_loss(*loud, scaled, layers).item() == pytest.approx(
+        relative_style_loss(out_feats, photo_feats, grams, layers).item(), rel=1e-4
+    )
+    module = PerceptualLoss(vgg, None, ["relu2_2"], layers, style_weight=3.0, style_relative=True)
+    stylized = out.clone().requires_grad_(True)
+    terms = module(stylized, photos, grams)
+    assert terms["style_loss"].item() == pytest.approx(
+        3 * relative_style_loss(out_feats, photo_feats, grams, layers).item(), rel=1e-5
+    )
+    terms["loss"].backward()
+    assert stylized.grad.abs().sum() > 0

@@ -133,15 +133,20 @@ class Stylizer:
             PaintingError: the painting cannot be used (one line naming it). ValueError: not an
                 any-painting network.
         """
-        from fastnst.models.arbitrary import prepare_painting
+        from fastnst.models.arbitrary import PAINTING_SIZE, prepare_painting
         from fastnst.stylize.paintings import content_hash, painting_bytes, read_painting
 
         if self.painter is None:
             raise ValueError(f"{self.style!r} paints its own styles only; give an any-painting network (arbitrary)")
         data, name = painting_bytes(painting)
         image = painting if isinstance(painting, Image.Image) else None
-        pixels = read_painting(data, name, image, **({"max_pixels": max_pixels} if max_pixels else {}))
-        key = content_hash(data, pixels)
+        key = content_hash(data) if data is not None else None  # a file seen before is not decoded again
+        embedding = self.embedding_cache.get(self.network_sha256, key) if key else None
+        if embedding is not None:
+            return embedding
+        options = {"max_pixels": max_pixels} if max_pixels else {}
+        pixels = read_painting(data, name, image, short_side=PAINTING_SIZE, **options)
+        key = key or content_hash(None, pixels)
         embedding = self.embedding_cache.get(self.network_sha256, key)
         if embedding is None:
             with torch.inference_mode():

@@ -40,12 +40,14 @@ class StyleTransferModule(L.LightningModule):
             (in the network's order); each batch trains one of them, drawn from the seed and the step.
         train_styles: indices of the styles to train (``add_style``: only the new one's (γ, β) learn).
         draw_weights: how often each style is drawn, relative, one number per style (None: equally often).
+        named_share: an any-painting network's share of batches that train a named style on its own
+            painting, through its stored embedding, which then learns (0: the predictor makes them).
     """
 
     def __init__(
         self, net: dict, style: dict, loss: dict, optim: dict, runtime: dict | None = None,
         styles: list[dict] | None = None, train_styles: list[int] | None = None,
-        draw_weights: list[float] | None = None,
+        draw_weights: list[float] | None = None, named_share: float = 0.0,
     ):  # fmt: skip
         super().__init__()
         runtime = {"channels_last": False, "compile": False, **(runtime or {})}
@@ -59,6 +61,7 @@ class StyleTransferModule(L.LightningModule):
                 "styles": [dict(s) for s in styles] if styles else None,
                 "train_styles": train_styles,
                 "draw_weights": list(draw_weights) if draw_weights else None,
+                "named_share": float(named_share),
             }
         )
         spec = dict(net)
@@ -76,19 +79,25 @@ class StyleTransferModule(L.LightningModule):
             self.net.load_vgg(vgg.features)  # the style predictor sees what the loss network sees
         # Kept out of the module tree: the frozen VGG is neither saved nor trained.
         run_styles = list(styles or []) if self.multi or self.arbitrary else [style]
-        weights = [loss["content_weight"], loss["style_weight"], loss["tv_weight"], loss.get("color_weight", 0.0)]
-        self._perceptual = [
+        weights = [loss["content_weight"], loss["style_weight"], loss["tv_weight"], loss.get("color_weight", 0.0),
+                   bool(loss.get("style_relative", False))]  # fmt: skip
+        # An any-painting network: index 0 takes each batch's own paintings' Grams; 1.. its named styles,
+        # trained on their own paintings when ``named_share`` > 0.
+        self.named_share = float(named_share) if self.arbitrary else 0.0
+        named = run_styles if not self.arbitrary or self.named_share > 0 else []
+        self._perceptual = [PerceptualLoss(vgg, None, content_layers, style_layers, *weights)] if self.arbitrary else []
+        self._perceptual += [
             PerceptualLoss(vgg, load_image(s["image"], s.get("size")), content_layers, style_layers, *weights)
             if s.get("image")
             else None  # a style this run does not train (add_style): its painting is not needed
-            for s in ([] if self.arbitrary else run_styles)
+            for s in named
         ]
-        if self.arbitrary:  # every batch brings its own paintings' Grams
-            self._perceptual = [PerceptualLoss(vgg, None, content_layers, style_layers, *weights)]
+        if self.named_share > 0:  # the named styles' embeddings learn, as the multi-style network's rows did
+            self.net.learn_stored_styles()
         self.sample_paintings: torch.Tensor | None = None  # held-out paintings for the sample grid
         # The paintings as this run learns them, hashed once: a file changed later cannot pass for them.
         self.painting_sha256 = {s["name"]: file_sha256(s["image"]) for s in run_styles if s.get("image")}
-        self.train_styles = list(train_styles) if train_styles else list(range(len(self._perceptual)))
+        self.train_styles = list(train_styles) if train_styles else list(range(len(named)))
         self.run_styles = run_styles
         if self.multi and train_styles:
             self._train_only_style_rows(self.train_styles)
@@ -119,7 +128,7 @@ class StyleTransferModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["fastnst_info"] = self.run_info()  # plain values: loads under weights_only=True
-        if self.arbitrary:  # the named styles' embeddings as the predictor now makes them
+        if self.arbitrary:  # the named styles' embeddings as trained, or as the predictor now makes them
             self.refresh_stored_styles()
             checkpoint["state_dict"]["net.style_embeddings"] = self.net.style_embeddings.detach().clone()
 
@@ -129,8 +138,8 @@ class StyleTransferModule(L.LightningModule):
         return torch.cat([self.net.embed(p) for p in paintings]) if paintings else torch.zeros(0, 1)
 
     def refresh_stored_styles(self) -> None:
-        """Recompute the stored embeddings of the named styles from their paintings."""
-        if self.run_styles:
+        """Recompute the stored embeddings of the named styles from their paintings (unless they learn)."""
+        if self.run_styles and self.named_share == 0:
             with torch.no_grad():
                 self.net.style_embeddings.copy_(self.embed_paintings(self.run_styles))
 
@@ -193,11 +202,22 @@ class StyleTransferModule(L.LightningModule):
             return self.train_styles[rng.randrange(len(self.train_styles))]
         return rng.choices(self.train_styles, weights=self.draw_weights)[0]
 
+    def draw_named(self, step: int) -> int | None:
+        """An any-painting network's batch: a named style's index (a ``named_share`` of steps) or None."""
+        if self.named_share <= 0 or random.Random(7_919 * step + 3).random() >= self.named_share:
+            return None
+        return self.draw_style(step)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         self.note_skipped(batch.get("skipped", []))
         content = batch["image"]  # (B, 3, S, S)
         if self.arbitrary:
-            index, terms = 0, self.arbitrary_terms(content, batch["painting"])
+            index = self.draw_named(self.global_step)
+            if index is None:
+                terms = self.arbitrary_terms(content, batch["painting"])
+            else:
+                stored = self.net.style_embeddings[index].expand(len(content), -1)
+                terms = self.perceptual_for(1 + index)(self(content, stored), content)
         else:
             index = self.draw_style(self.global_step)
             stylized = self(content, self.one_hot(index, len(content)) if self.multi else None)
@@ -211,7 +231,7 @@ class StyleTransferModule(L.LightningModule):
                 "or the loss weights are likely too high; the last good checkpoint is kept"
             )
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=False)
-        if self.multi:
+        if self.multi or (self.arbitrary and index is not None):
             name = self.net.styles[index]
             self.log_dict({f"train_{name}/{k}": v.detach() for k, v in terms.items()}, prog_bar=False)
         self.log("loss", loss.detach(), prog_bar=True, logger=False)
@@ -237,9 +257,13 @@ class StyleTransferModule(L.LightningModule):
         optim = self.hparams.optim
         trained = [(name, p) for name, p in self.net.named_parameters() if p.requires_grad]
         predictor = [p for name, p in trained if name.startswith("style_predictor.")]
-        groups = [{"params": [p for name, p in trained if not name.startswith("style_predictor.")]}]
+        stored = [p for name, p in trained if name == "style_embeddings"]
+        groups = [{"params": [p for name, p in trained if not name.startswith("style_predictor.")
+                              and name != "style_embeddings"]}]  # fmt: skip
         if predictor:  # Adam moves each of its 1,920 inputs' weights by about lr a step, all in step
             groups.append({"params": predictor, "lr": optim.get("predictor_lr") or optim["lr"]})
+        if stored:
+            groups.append({"params": stored, "lr": optim.get("embedding_lr") or optim["lr"]})
         optimizer = torch.optim.Adam(groups, lr=optim["lr"])
         gamma, every = optim.get("lr_decay_gamma", 1.0), max(1, int(optim.get("lr_decay_every", 10_000)))
         if math.isclose(gamma, 1.0):

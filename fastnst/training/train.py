@@ -237,13 +237,20 @@ def apply_initial_network(loaded, module, load_weights: bool = True, cfg: DictCo
     A resumed fine-tune already holds its weights (``load_weights=False``) but
     still records where it started, for the exported file's metadata.
     """
+    import torch
+
     from fastnst.checkpoint import network_spec
 
     if load_weights:
         state = loaded.net.state_dict()
         if getattr(module, "arbitrary", False) and loaded.net.arch == "johnson_multi":
             presets = [style_preset(cfg, name) for name in loaded.net.styles]
-            module.net.init_from_multi_style(loaded.net, module.embed_paintings(presets))
+            embeddings = module.embed_paintings(presets)
+            module.net.init_from_multi_style(loaded.net, embeddings)
+            with torch.no_grad():  # the named styles start as their paintings' embeddings
+                for name, embedding in zip(loaded.net.styles, embeddings):
+                    if name in module.net.styles:
+                        module.net.style_embeddings[module.net.styles.index(name)] = embedding
             print(
                 f"init_from={loaded.path.name}: its convolutions, and norm maps that paint its "
                 f"{len(presets)} styles from their paintings",
@@ -305,6 +312,7 @@ def build_module(cfg: DictConfig, train_styles: list[int] | None = None):
     net = OmegaConf.to_container(cfg.model, resolve=True)
     if net.get("arch") == "johnson_arbitrary":  # the stored styles' paintings
         groups["styles"] = [style_preset(cfg, n) for n in net["styles"]]
+        groups["named_share"] = float(cfg.get("named_share") or 0.0)
     if net.get("arch") == "johnson_multi":
         names = list(net["styles"])
         chosen = train_styles if train_styles is not None else range(len(names))

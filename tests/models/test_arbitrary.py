@@ -109,3 +109,26 @@ def test_int8_is_calibrated_and_checked_over_the_stored_styles(arbitrary_ckpt, t
     int8 = Stylizer.from_checkpoint(arbitrary_ckpt, backend="openvino", precision="int8", cache_dir=tmp_path)
     out = int8.stylize_tensor(torch.rand(1, 3, 32, 32), style="a")
     assert out.shape == (1, 3, 32, 32) and int8.precision == "int8"
+
+
+def test_a_painting_is_read_at_its_short_side_and_a_scroll_at_no_more_pixels():
+    from fastnst.models.arbitrary import PAINTING_PIXELS, PAINTING_SIZE
+
+    assert prepare_painting(torch.rand(1, 3, 600, 800)).shape[-2:] == (PAINTING_SIZE, 341)
+    h, w = prepare_painting(torch.rand(1, 3, 1200, 300)).shape[-2:]  # a 4:1 scroll
+    assert h * w <= PAINTING_PIXELS * 1.01 and w < PAINTING_SIZE and abs(h / w - 4) < 0.05
+    assert prepare_painting(torch.rand(1, 3, 1200, 300), max_pixels=None).shape[-2:] == (
+        4 * PAINTING_SIZE,
+        PAINTING_SIZE,
+    )
+
+
+def test_painting_statistics_are_channel_means_and_deviations_in_any_memory_format():
+    from fastnst.models.arbitrary import STYLE_TAPS, painting_statistics
+
+    torch.manual_seed(0)
+    features = {tap: torch.rand(2, 3 + i, 5, 7) * 50 for i, tap in enumerate(STYLE_TAPS)}
+    expected = torch.cat([t for f in features.values() for t in (f.mean((2, 3)), f.std((2, 3), unbiased=False))], 1)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        got = painting_statistics({k: v.contiguous(memory_format=layout) for k, v in features.items()})
+        assert torch.allclose(got, expected, atol=1e-4)

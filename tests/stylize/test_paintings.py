@@ -31,6 +31,23 @@ def test_a_painting_is_embedded_once_and_paints_differently_from_another(stylize
     assert list((tmp_path / "cache" / "embeddings").rglob("*.json"))  # kept on disk by content hash too
 
 
+def test_a_large_jpeg_is_decoded_small_and_a_file_seen_before_is_not_decoded_again(stylizer, tmp_path, monkeypatch):
+    from fastnst.models.arbitrary import PAINTING_SIZE
+    from fastnst.stylize import paintings
+
+    big = tmp_path / "scan.jpg"
+    Image.open(write_photo(tmp_path / "scan.png", size=(4 * PAINTING_SIZE, 3 * PAINTING_SIZE), seed=3)).save(big)
+    pixels = paintings.read_painting(big.read_bytes(), big.name, short_side=PAINTING_SIZE)
+    assert pixels.shape[-2:] == (3 * PAINTING_SIZE // 2, 2 * PAINTING_SIZE)  # the DCT's 1/2: still >= 256 px
+    assert paintings.read_painting(big.read_bytes(), big.name).shape[-2:] == (3 * PAINTING_SIZE, 4 * PAINTING_SIZE)
+    decoded = []
+    real = paintings.read_painting
+    monkeypatch.setattr(paintings, "read_painting", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    first = stylizer.embed(big)
+    again = stylizer.embed(str(big))
+    assert len(decoded) == 1 and torch.equal(first, again)
+
+
 def test_bad_paintings_get_one_line_naming_them(stylizer, tmp_path):
     write_photo(tmp_path / "tiny.png", size=(20, 30))
     frames = [Image.new("RGB", (64, 64), c) for c in ("red", "blue")]

@@ -570,3 +570,42 @@ def test_any_painting_training_from_a_multi_style_network(train_cfg, tmp_path, m
     events = EventAccumulator(str(next((tmp_path / "run").rglob("events.out.tfevents*")).parent))
     events.Reload()
     assert "samples" in events.Tags()["images"]  # held-out paintings x photos
+
+
+def test_any_painting_named_styles_learn_their_stored_embeddings(train_cfg, tmp_path, monkeypatch):
+    from fastnst.checkpoint import load_network, save_network
+    from fastnst.io import load_image
+    from fastnst.models.arbitrary import prepare_painting
+    from fastnst.models.multi_style import MultiStyleNet, MultiStyleNetConfig
+
+    styles = tmp_path / "styles"
+    for i, name in enumerate(("great_wave", "the_scream")):
+        write_photo(styles / f"{name}.jpg", size=(64, 64), seed=40 + i)
+    monkeypatch.setenv("FASTNST_STYLE_DIR", str(styles))
+    paintings = tmp_path / "paintings"
+    for i in range(4):
+        write_photo(paintings / f"p{i}.jpg", size=(72, 56), seed=50 + i)
+    torch.manual_seed(0)
+    multi = MultiStyleNet(MultiStyleNetConfig(width=0.25, num_residual_blocks=1, styles=("great_wave", "the_scream")))
+    start = save_network(multi, tmp_path / "multi.safetensors", {"style": "multi"})
+    overrides = ("experiment=arbitrary", "styles=[great_wave,the_scream]", f"init_from={start}", "data.exclude=[]",
+                 f"data.root={tmp_path / 'photos'}", f"data.style_root={paintings}", "data.image_size=32",
+                 "data.style_image_size=32", "data.num_workers=0", "model.embedding_dim=8", "model.hidden_dim=16",
+                 "model.encoder_channel_scale=0.125", "trainer.max_steps=4", "trainer.precision=32-true",
+                 "logger=none")  # fmt: skip
+    module = train_script.build_module(train_cfg(*overrides, "named_share=0.25"))
+    drawn = [module.draw_named(step) for step in range(4000)]
+    assert 0.22 < sum(d is not None for d in drawn) / len(drawn) < 0.28 and {0, 1} <= set(drawn)
+
+    def moved(share: float) -> float:
+        """How far the exported named embeddings are from what the predictor makes of their paintings."""
+        run = tmp_path / f"share{share}"
+        result = train_script.train(train_cfg(*overrides, f"named_share={share}", f"paths.output_dir={run}",
+                                              f"paths.export_dir={run}"))  # fmt: skip
+        net = load_network(result["export_path"]).net
+        assert isinstance(net.style_embeddings, torch.Tensor)  # loads as a plain tensor either way
+        predicted = torch.cat([net.embed(prepare_painting(load_image(styles / f"{n}.jpg"))) for n in net.styles])
+        return float((net.style_embeddings - predicted).abs().max())
+
+    assert moved(0.0) < 1e-3  # the predictor makes them
+    assert moved(1.0) > 2e-3  # every batch trained a named style: its embedding learnt (Adam, lr 1e-3)
