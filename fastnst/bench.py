@@ -657,7 +657,7 @@ def bench_paintings(args) -> list[dict]:
         cache = Path(tmp)
         painter = Stylizer.from_checkpoint(arbitrary, backend="torch", cache_dir=cache)
         paintings = sorted(p for p in (ROOT / "fastnst" / "assets" / "styles").glob("*.jpg"))
-        paintings += sorted(Path(args.paintings).rglob("*.jpg"))[:4] if Path(args.paintings).is_dir() else []
+        paintings += sorted(Path(args.paintings).rglob("*.jpg"))[:20] if Path(args.paintings).is_dir() else []
         painter.embedding_cache.folder = None  # time the predictor, not the cache on disk
         painter.embed(paintings[0])  # warm-up: the first call's allocations are not a painting's cost
         for painting in paintings:  # each read and embedded afresh: the cost of a new painting
@@ -677,9 +677,13 @@ def bench_paintings(args) -> list[dict]:
                 weights = stylizer.style_weights(stylizer.styles[0], 1) if stylizer.styles else None
                 timed_ms[label] = 1000 * timed(lambda s=stylizer, w=weights: s.forward(x, w), x.device, 1, args.repeat)
             rows.append({"what": f"{backend} {precision}, {args.sizes[0]}", **timed_ms})
+    predictor = sorted(row["ms"] for row in rows if "ms" in row)
+    if predictor:
+        median = statistics.median(predictor)
+        print(f"| {cpu_name()} | style predictor, {len(predictor)} new paintings: median (min-max) | "
+              f"{median:.0f} ms ({predictor[0]:.0f}-{predictor[-1]:.0f}) | | |", flush=True)  # fmt: skip
     for row in rows:
         if "ms" in row:
-            print(f"| {cpu_name()} | {row['what']} | {row['ms']:.0f} ms | | |", flush=True)
             continue
         a, b = row.get("per-style"), row.get("any-painting")
         ratio = f"{b / a:.2f}x" if isinstance(a, float) and isinstance(b, float) else "–"
