@@ -534,9 +534,12 @@ def test_style_draw_sets_how_often_each_style_trains(train_cfg, tmp_path, monkey
             train_script.build_module(train_cfg(*multi, f"style_draw={bad}"))
 
 
-def test_any_painting_training_from_a_multi_style_network(train_cfg, tmp_path, monkeypatch):
-    from fastnst.checkpoint import load_network, save_network
-    from fastnst.models.multi_style import MultiStyleNet, MultiStyleNetConfig, mix_weights
+@pytest.fixture
+def any_painting_run(tmp_path, monkeypatch):
+    """Two named styles' paintings, a folder of paintings (one unreadable), a tiny multi-style network to
+    start from, and the overrides of a tiny ``experiment=arbitrary`` run: (styles folder, multi, overrides)."""
+    from fastnst.checkpoint import save_network
+    from fastnst.models.multi_style import MultiStyleNet, MultiStyleNetConfig
 
     styles = tmp_path / "styles"
     for i, name in enumerate(("great_wave", "the_scream")):
@@ -552,8 +555,16 @@ def test_any_painting_training_from_a_multi_style_network(train_cfg, tmp_path, m
     overrides = ("experiment=arbitrary", "styles=[great_wave,the_scream]", f"init_from={start}", "data.exclude=[]",
                  f"data.root={tmp_path / 'photos'}", f"data.style_root={paintings}", "data.image_size=32",
                  "data.style_image_size=32", "data.num_workers=0", "model.embedding_dim=8", "model.hidden_dim=16",
-                 "model.encoder_channel_scale=0.125", "trainer.max_steps=3", "callbacks.style_samples.every_n_steps=2",
-                 "trainer.precision=32-true", "data.style_held_out=0.3")  # fmt: skip
+                 "model.encoder_channel_scale=0.125", "trainer.precision=32-true")  # fmt: skip
+    return styles, multi, overrides
+
+
+def test_any_painting_training_from_a_multi_style_network(train_cfg, tmp_path, any_painting_run):
+    from fastnst.checkpoint import load_network
+    from fastnst.models.multi_style import mix_weights
+
+    _, multi, overrides = any_painting_run
+    overrides += ("trainer.max_steps=3", "callbacks.style_samples.every_n_steps=2", "data.style_held_out=0.3")
     result = train_script.train(train_cfg(*overrides))
     net = load_network(result["export_path"]).net
     assert net.arch == "johnson_arbitrary" and net.styles == ("great_wave", "the_scream")
@@ -572,27 +583,13 @@ def test_any_painting_training_from_a_multi_style_network(train_cfg, tmp_path, m
     assert "samples" in events.Tags()["images"]  # held-out paintings x photos
 
 
-def test_any_painting_named_styles_learn_their_stored_embeddings(train_cfg, tmp_path, monkeypatch):
-    from fastnst.checkpoint import load_network, save_network
+def test_any_painting_named_styles_learn_their_stored_embeddings(train_cfg, tmp_path, any_painting_run):
+    from fastnst.checkpoint import load_network
     from fastnst.io import load_image
     from fastnst.models.arbitrary import prepare_painting
-    from fastnst.models.multi_style import MultiStyleNet, MultiStyleNetConfig
 
-    styles = tmp_path / "styles"
-    for i, name in enumerate(("great_wave", "the_scream")):
-        write_photo(styles / f"{name}.jpg", size=(64, 64), seed=40 + i)
-    monkeypatch.setenv("FASTNST_STYLE_DIR", str(styles))
-    paintings = tmp_path / "paintings"
-    for i in range(4):
-        write_photo(paintings / f"p{i}.jpg", size=(72, 56), seed=50 + i)
-    torch.manual_seed(0)
-    multi = MultiStyleNet(MultiStyleNetConfig(width=0.25, num_residual_blocks=1, styles=("great_wave", "the_scream")))
-    start = save_network(multi, tmp_path / "multi.safetensors", {"style": "multi"})
-    overrides = ("experiment=arbitrary", "styles=[great_wave,the_scream]", f"init_from={start}", "data.exclude=[]",
-                 f"data.root={tmp_path / 'photos'}", f"data.style_root={paintings}", "data.image_size=32",
-                 "data.style_image_size=32", "data.num_workers=0", "model.embedding_dim=8", "model.hidden_dim=16",
-                 "model.encoder_channel_scale=0.125", "trainer.max_steps=4", "trainer.precision=32-true",
-                 "logger=none")  # fmt: skip
+    styles, _, overrides = any_painting_run
+    overrides += ("trainer.max_steps=4", "logger=none")
     module = train_script.build_module(train_cfg(*overrides, "named_share=0.25"))
     drawn = [module.draw_named(step) for step in range(4000)]
     assert 0.22 < sum(d is not None for d in drawn) / len(drawn) < 0.28 and {0, 1} <= set(drawn)
