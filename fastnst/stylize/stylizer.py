@@ -140,15 +140,16 @@ class Stylizer:
             raise ValueError(f"{self.style!r} paints its own styles only; give an any-painting network (arbitrary)")
         data, name = painting_bytes(painting)
         image = painting if isinstance(painting, Image.Image) else None
-        key = content_hash(data) if data is not None else None  # a file seen before is not decoded again
-        embedding = self.embedding_cache.get(self.network_sha256, key) if key else None
-        if embedding is not None:
-            return embedding
         options = {"max_pixels": max_pixels} if max_pixels else {}
-        pixels = read_painting(data, name, image, short_side=PAINTING_SIZE, **options)
-        key = key or content_hash(None, pixels)
+
+        def decode() -> torch.Tensor:
+            return read_painting(data, name, image, short_side=PAINTING_SIZE, **options)
+
+        pixels = None if data is not None else decode()  # a file is hashed as bytes: seen before, never decoded
+        key = content_hash(data, pixels)
         embedding = self.embedding_cache.get(self.network_sha256, key)
         if embedding is None:
+            pixels = decode() if pixels is None else pixels
             with torch.inference_mode():
                 embedding = self.painter.embed(prepare_painting(pixels))[0].float()
             self.embedding_cache.put(self.network_sha256, key, embedding)
