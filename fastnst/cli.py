@@ -124,6 +124,13 @@ def add_evaluate_parser(sub) -> None:
     ev.add_argument("--max-paintings", type=int, default=8)
     ev.add_argument("--held-out", type=float, default=None,
                     help="--paintings: only the share a training run with data.style_held_out=SHARE never saw")  # fmt: skip
+    ev.add_argument(
+        "--fit",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="--paintings: each painting's style refined on it first (as fastnst styles add --fit)",
+    )
     ev.add_argument("--images", nargs="+", required=True, help="photos: files, folders or globs")
     ev.add_argument("-o", "--output-dir", default="report")
     ev.add_argument("--size", type=int, default=384, help="long side of the photos (default 384)")
@@ -187,6 +194,12 @@ def add_styles_parser(sub) -> None:
     add = sy_sub.add_parser("add", help="keep a painting as a named style: fastnst styles add NAME painting.jpg")
     add.add_argument("name", help="the style's name (letters, digits, _ . -)")
     add.add_argument("painting", help="the painting's image file")
+    add.add_argument("--fit", nargs="?", type=int, const=60, default=0, metavar="STEPS",
+                     help="refine the predicted style on the painting itself (60 steps: about a minute on 2 "
+                          "cores, once): texture much nearer the painting's")  # fmt: skip
+    add.add_argument(
+        "--fit-photos", default=None, metavar="DIR", help="photos to fit on (default: the four shipped with fastnst)"
+    )
     listing = sy_sub.add_parser("list", help="the network's stored styles and the ones you added")
     for styles_parser in (add, listing):
         styles_parser.add_argument("--ckpt", default=None, help="an any-painting network (default: the shipped one)")
@@ -490,11 +503,13 @@ def paintings_to_score(args: argparse.Namespace) -> list[Path]:
     return paintings[::step][: args.max_paintings]
 
 
-def report_paintings(stylizers: dict, paintings: list[Path], photos: list[Path], output_dir: Path, options) -> int:
+def report_paintings(
+    stylizers: dict, paintings: list[Path], photos: list[Path], output_dir: Path, options, fit_steps: int = 0
+) -> int:
     """``fastnst evaluate --paintings``: a report per painting, then the means over the paintings."""
     from fastnst.evaluation import evaluate_paintings
 
-    summary = evaluate_paintings(stylizers, paintings, photos, output_dir, **options)
+    summary = evaluate_paintings(stylizers, paintings, photos, output_dir, fit_steps=fit_steps, **options)
     for method, s in summary["mean"].items():
         print(f"{method:12s} over {len(paintings)} paintings x {len(photos)} photos: style {s['style_distance']:.3f}, "
               f"content {s['content_distance']:.3f}, colour kept {s['color_kept']:.2f}, {s['ms']:.1f} ms/image")  # fmt: skip
@@ -573,7 +588,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )  # fmt: skip
         with bar:
             if args.paintings:
-                return report_paintings(stylizers, paintings_to_score(args), photos, Path(args.output_dir), options)
+                return report_paintings(stylizers, paintings_to_score(args), photos, Path(args.output_dir), options,
+                                        args.fit)  # fmt: skip
             report = evaluate(stylizers, Path(args.style), photos, Path(args.output_dir), **options)
     except (CheckpointError, BackendError, ImageReadError, ValueError, ImportError) as exc:
         return fail(str(exc))
@@ -699,15 +715,28 @@ def cmd_styles(args: argparse.Namespace) -> int:
             return fail(f"{ckpt}: not an any-painting network; give --ckpt checkpoints/arbitrary.safetensors")
         store = UserStyles()
         if args.styles_command == "add":
-            embedding = stylizer.embed(args.painting)
-            store.add(args.name, Path(args.painting), file_sha256(args.painting), stylizer.network_sha256, embedding)
+            if args.fit < 0:
+                return fail(f"--fit {args.fit}: give a number of steps >= 1 (60 is about a minute on 2 cores)")
+            if args.fit:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+                with Progress(TextColumn(f"[bold]fitting {Path(args.painting).name}"), BarColumn(),
+                              MofNCompleteColumn(), TimeRemainingColumn()) as progress:  # fmt: skip
+                    task = progress.add_task("fit", total=args.fit)
+                    embedding = stylizer.fit_style(args.painting, args.fit, args.fit_photos,
+                                                   on_step=lambda step, _: progress.update(task, completed=step))  # fmt: skip
+            else:
+                embedding = stylizer.embed(args.painting)
+            store.add(args.name, Path(args.painting), file_sha256(args.painting), stylizer.network_sha256, embedding,
+                      fit_steps=args.fit)  # fmt: skip
             print(f"added style '{args.name}' from {args.painting} to {store.path}; "
                   f"use it with: fastnst stylize --ckpt {ckpt} --style {args.name} photo.jpg")  # fmt: skip
             return EXIT_OK
         user = store.load()
         for name in stylizer.styles:
             entry = user.get(name)
-            where = f"added {entry['added']} from {entry['painting']}" if entry else "stored in the network"
+            fitted = f", fitted {entry['fit_steps']} steps" if entry and entry.get("fit_steps") else ""
+            where = f"added {entry['added']} from {entry['painting']}{fitted}" if entry else "stored in the network"
             print(f"{name:<28} {where}")
         missing = [n for n in user if n not in stylizer.styles]
         for name in missing:

@@ -351,10 +351,12 @@ def markdown(report: dict) -> str:
 
 
 def painting_sheet(stylizer: Stylizer, paintings: list[Path], photos: list[Path], size: int = 256) -> Image.Image:
-    """A grid for an any-painting network: a row per painting (the painting, then each photo after it)."""
+    """A grid for an any-painting network: a row per painting (the painting, then each photo after it).
+    A painting added under its file's stem (:meth:`Stylizer.add_style`) is painted with that embedding."""
     rows, captions = [], []
     for painting in paintings:
-        style = stylizer.embed(painting)
+        style = stylizer.embeddings.get(painting.stem) if painting.stem in stylizer.embeddings else None
+        style = stylizer.embed(painting) if style is None else style
         row = [read_image(painting)]
         row += [tensor_to_pil(stylizer.stylize_tensor(load_image(p, size), style=style)) for p in photos]
         rows.append(row)
@@ -363,10 +365,12 @@ def painting_sheet(stylizer: Stylizer, paintings: list[Path], photos: list[Path]
 
 
 def evaluate_paintings(
-    stylizers: dict[str, Stylizer], paintings: list[Path], photos: list[Path], output_dir: Path, **options
-) -> dict:
+    stylizers: dict[str, Stylizer], paintings: list[Path], photos: list[Path], output_dir: Path, fit_steps: int = 0,
+    **options,
+) -> dict:  # fmt: skip
     """Every painting x every photo: an :func:`evaluate` per painting (in ``output_dir/<painting>/``), where an
     any-painting network takes that painting as its style, then the means over paintings per method.
+    ``fit_steps``: each painting's embedding is refined on it first (:meth:`Stylizer.fit_style`).
 
     Writes ``summary.md``, ``summary.json`` and, for the first any-painting network, ``sheet.jpg``
     (paintings x photos). ``options`` go to :func:`evaluate`.
@@ -375,13 +379,14 @@ def evaluate_paintings(
     for painting in paintings:
         for stylizer in stylizers.values():
             if stylizer.painter is not None:
-                stylizer.default_style = stylizer.add_style(painting.stem, painting)
+                fitted = stylizer.fit_style(painting, fit_steps) if fit_steps else None
+                stylizer.default_style = stylizer.add_style(painting.stem, painting, fitted)
         report = evaluate(stylizers, painting, photos, output_dir / painting.stem, **options)
         per_painting.append({"painting": str(painting), "mean": report["mean"]})
     keys = ("style_distance", "content_distance", "color_kept", "ms")
     methods = list(per_painting[0]["mean"])
     mean = {m: {k: statistics.fmean(p["mean"][m][k] for p in per_painting) for k in keys} for m in methods}
-    summary = {"paintings": per_painting, "photos": [str(p) for p in photos], "mean": mean}
+    summary = {"paintings": per_painting, "photos": [str(p) for p in photos], "mean": mean, "fit_steps": fit_steps}
     lines = ["| painting | " + " | ".join(f"{m} style | {m} content" for m in methods) + " |",
              "|---|" + "---|---|" * len(methods)]  # fmt: skip
     for p in [*per_painting, {"painting": "mean", "mean": mean}]:
@@ -392,7 +397,8 @@ def evaluate_paintings(
     with atomic_path(output_dir / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     with atomic_path(output_dir / "summary.md") as tmp:
-        tmp.write_text(f"# {len(paintings)} paintings x {len(photos)} photos\n\n" + "\n".join(lines) + "\n")
+        fitted = f", each style fitted {fit_steps} steps" if fit_steps else ""
+        tmp.write_text(f"# {len(paintings)} paintings x {len(photos)} photos{fitted}\n\n" + "\n".join(lines) + "\n")
     painter = next((s for s in stylizers.values() if s.painter is not None), None)
     if painter is not None:
         save_image(painting_sheet(painter, paintings, photos[:4]), output_dir / "sheet.jpg", quality=85)

@@ -155,11 +155,33 @@ class Stylizer:
             self.embedding_cache.put(self.network_sha256, key, embedding)
         return embedding
 
-    def add_style(self, name: str, painting) -> str:
-        """Make ``painting`` a named style of this stylizer (for ``style=name``); returns the name."""
-        self.embeddings[name] = self.embed(painting)
+    def add_style(self, name: str, painting, embedding: torch.Tensor | None = None) -> str:
+        """Make ``painting`` a named style of this stylizer (for ``style=name``); returns the name.
+
+        ``embedding``: use this one (e.g. from :meth:`fit_style`) instead of the predictor's.
+        """
+        self.embeddings[name] = self.embed(painting) if embedding is None else embedding
         self.styles = tuple(self.embeddings)
         return name
+
+    def fit_style(self, painting, steps: int | None = None, photos: Path | None = None, on_step=None) -> torch.Tensor:
+        """The painting's embedding refined against the painting itself (:func:`~fastnst.stylize.paintings.fit_embedding`):
+        about a minute on 2 CPU cores, once; texture much nearer the painting's.
+
+        Args:
+            steps: Adam steps (default :data:`~fastnst.stylize.paintings.FIT_STEPS`).
+            photos: a folder of photos to fit on (default: the four shipped with fastnst).
+            on_step: ``on_step(step, steps)`` after each step.
+
+        Raises:
+            PaintingError: the painting or the photos cannot be used (one line naming the file).
+        """
+        from fastnst.stylize.paintings import FIT_STEPS, fit_embedding, fit_photos, painting_bytes, read_painting
+
+        start = self.embed(painting)
+        data, name = painting_bytes(painting)
+        pixels = read_painting(data, name, painting if isinstance(painting, Image.Image) else None)
+        return fit_embedding(self.painter, pixels, start, fit_photos(photos), steps or FIT_STEPS, on_step=on_step)
 
     @classmethod
     def from_checkpoint(

@@ -35,6 +35,9 @@ class StyleTransferModule(L.LightningModule):
         loss: ``vgg`` (:class:`VGGFeatures` options), ``content_layers``, ``style_layers`` (tap to
             weight), ``content_weight``, ``style_weight``, ``tv_weight``, ``color_weight`` (0: off).
         optim: Adam ``lr`` (``predictor_lr`` for an any-painting network's style predictor); ``lr_decay_gamma`` multiplies it every ``lr_decay_every`` steps (1.0: off).
+            ``predictor_only``: an any-painting network's transformer and norm maps are frozen, and only its
+            predictor (and stored embeddings) learn: cheaper steps that close the gap between the
+            embedding it predicts and the best one for the painting.
         runtime: ``channels_last`` memory format, ``compile`` the network's forward.
         styles: for a multi-style network (``arch: johnson_multi``), one ``style``-like dict per style
             (in the network's order); each batch trains one of them, drawn from the seed and the step.
@@ -92,6 +95,9 @@ class StyleTransferModule(L.LightningModule):
             else None  # a style this run does not train (add_style): its painting is not needed
             for s in named
         ]
+        if self.arbitrary and optim.get("predictor_only"):
+            for name, parameter in self.net.named_parameters():
+                parameter.requires_grad_(name.startswith("style_predictor."))
         if self.named_share > 0:  # the named styles' embeddings learn, as the multi-style network's rows did
             self.net.learn_stored_styles()
         self.sample_paintings: torch.Tensor | None = None  # held-out paintings for the sample grid
@@ -258,8 +264,8 @@ class StyleTransferModule(L.LightningModule):
         trained = [(name, p) for name, p in self.net.named_parameters() if p.requires_grad]
         predictor = [p for name, p in trained if name.startswith("style_predictor.")]
         stored = [p for name, p in trained if name == "style_embeddings"]
-        groups = [{"params": [p for name, p in trained if not name.startswith("style_predictor.")
-                              and name != "style_embeddings"]}]  # fmt: skip
+        network = [p for name, p in trained if not name.startswith("style_predictor.") and name != "style_embeddings"]
+        groups = [{"params": network}] if network else []  # none: optim.predictor_only
         if predictor:  # Adam moves each of its 1,920 inputs' weights by about lr a step, all in step
             groups.append({"params": predictor, "lr": optim.get("predictor_lr") or optim["lr"]})
         if stored:

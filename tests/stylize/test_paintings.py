@@ -118,3 +118,59 @@ def test_a_damaged_styles_file_leaves_the_added_styles_out_in_one_line(arbitrary
     with pytest.warns(UserWarning, match="styles file cannot be read"):
         stylizer = Stylizer.from_checkpoint(arbitrary_ckpt, backend="torch")
     assert stylizer.styles == ("a", "b")  # the network's own styles still work
+
+
+def fit_objective(net, painting, photos, embedding):
+    """The fit's own loss on fixed photos: Gram distance to the painting over the photos' own, plus content."""
+    from fastnst.losses import gram_matrix
+
+    with torch.no_grad():
+        grams = {t: gram_matrix(f) for t, f in net.style_encoder(painting).items()}
+        own, out = net.style_encoder(photos), net.style_encoder(net(photos, embedding))
+        distance = lambda f: sum((gram_matrix(f[t]) - g).pow(2).mean((1, 2)) for t, g in grams.items())  # noqa: E731
+        content = (out["relu4_1"] - own["relu4_1"]).pow(2).mean() / own["relu4_1"].pow(2).mean()
+        return float((distance(out) / distance(own)).mean() + content)
+
+
+def test_fitting_a_style_lowers_its_loss_and_leaves_the_network_alone(stylizer, tmp_path):
+    from fastnst.io import load_image
+    from fastnst.stylize.paintings import fit_embedding
+
+    painting = load_image(write_photo(tmp_path / "painting.png", size=(96, 80), seed=21))
+    photos = [load_image(write_photo(tmp_path / f"p{i}.png", size=(60, 48), seed=30 + i)) for i in range(3)]
+    net = stylizer.painter
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    start = stylizer.embed(tmp_path / "painting.png")
+    steps = []
+    fitted = fit_embedding(
+        net, painting, start, photos, steps=25, lr=0.05, crop=40, on_step=lambda s, n: steps.append(s)
+    )
+    assert steps == list(range(1, 26)) and not torch.equal(fitted, start)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # only the embedding moved
+    fixed = torch.cat([p[..., :40, :40] for p in photos])  # photos the fit never saw whole, one batch
+    target = torch.nn.functional.interpolate(painting, scale_factor=512 / 96, mode="bilinear", antialias=True)
+    assert fit_objective(net, target, fixed, fitted) < 0.9 * fit_objective(net, target, fixed, start)
+
+
+def test_styles_add_fit_keeps_the_fitted_style_and_says_so(arbitrary_ckpt, tmp_path, capsys, monkeypatch):
+    import json
+    import os
+
+    painting = write_photo(tmp_path / "mine.png", size=(64, 64), seed=11)
+    for i in range(2):
+        write_photo(tmp_path / "photos" / f"p{i}.png", size=(200, 180), seed=i)
+    args = ["styles", "add", "mine", str(painting), "--ckpt", str(arbitrary_ckpt)]
+    assert main([*args, "--fit", "3", "--fit-photos", str(tmp_path / "photos")]) == 0
+    entry = json.loads(open(os.environ["FASTNST_STYLES"]).read())["mine"]
+    assert entry["fit_steps"] == 3
+    predicted = Stylizer.from_checkpoint(arbitrary_ckpt, backend="torch").embed(painting)
+    stored = torch.tensor(next(iter(entry["embeddings"].values())))
+    assert not torch.allclose(stored, predicted)
+    assert main(["styles", "list", "--ckpt", str(arbitrary_ckpt)]) == 0
+    assert "fitted 3 steps" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    assert main([*args, "--fit", "--fit-photos", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "empty: no photos to fit the style on" in err and err.count("\n") == 1
+    assert main([*args, "--fit", "-2"]) == 2
+    assert "--fit -2" in capsys.readouterr().err
