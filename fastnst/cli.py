@@ -194,9 +194,9 @@ def add_styles_parser(sub) -> None:
     add = sy_sub.add_parser("add", help="keep a painting as a named style: fastnst styles add NAME painting.jpg")
     add.add_argument("name", help="the style's name (letters, digits, _ . -)")
     add.add_argument("painting", help="the painting's image file")
-    add.add_argument("--fit", nargs="?", type=int, const=60, default=0, metavar="STEPS",
-                     help="refine the predicted style on the painting itself (60 steps: about a minute on 2 "
-                          "cores, once): texture much nearer the painting's")  # fmt: skip
+    add.add_argument("--fit", nargs="?", type=int, const=100, default=0, metavar="STEPS",
+                     help="refine the predicted style on the painting itself (default 100 steps: about a minute "
+                          "on 2 cores, once): texture much nearer the painting's")  # fmt: skip
     add.add_argument(
         "--fit-photos", default=None, metavar="DIR", help="photos to fit on (default: the four shipped with fastnst)"
     )
@@ -716,7 +716,7 @@ def cmd_styles(args: argparse.Namespace) -> int:
         store = UserStyles()
         if args.styles_command == "add":
             if args.fit < 0:
-                return fail(f"--fit {args.fit}: give a number of steps >= 1 (60 is about a minute on 2 cores)")
+                return fail(f"--fit {args.fit}: give a number of steps >= 1 (100 is about a minute on 2 cores)")
             if args.fit:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
