@@ -143,7 +143,7 @@ def test_fitting_a_style_lowers_its_loss_and_leaves_the_network_alone(stylizer, 
     start = stylizer.embed(tmp_path / "painting.png")
     steps = []
     fitted = fit_embedding(
-        net, painting, start, photos, steps=25, lr=0.05, crop=40, on_step=lambda s, n: steps.append(s)
+        net, painting, start, photos, steps=25, lr=0.05, crop=40, style_weight=1.0, on_step=lambda s, n: steps.append(s)
     )
     assert steps == list(range(1, 26)) and not torch.equal(fitted, start)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # only the embedding moved
