@@ -3,6 +3,8 @@
 python scripts/showcase.py                      # -> docs/images/shipped_styles.jpg
 python scripts/showcase.py --size 256 -o grid.jpg checkpoints/starry_night.safetensors
 python scripts/showcase.py --multi checkpoints/multi_style.safetensors   # -> docs/images/multi_style.jpg
+python scripts/showcase.py --paintings ../shared/data/paintings          # -> docs/images/any_painting.jpg
+python scripts/showcase.py --paintings ../shared/data/paintings --fit    # -> docs/images/any_painting_fit.jpg
 """
 
 from __future__ import annotations
@@ -77,6 +79,40 @@ def any_painting_sheet(args) -> int:
     return 0
 
 
+def fit_sheet(args) -> int:
+    """docs/images/any_painting_fit.jpg: held-out paintings, each on photos the fit never saw, through the
+    predictor (milliseconds) and fitted (``fastnst styles add --fit``, on the bundled photos)."""
+    from fastnst.data import find_images, split_held_out
+    from fastnst.evaluation.report import contact_sheet
+    from fastnst.io import load_image
+
+    if not args.paintings.is_dir():
+        print(f"showcase: {args.paintings}: no such folder of paintings; the fit sheet is left as it is")
+        return 0
+    held = split_held_out(find_images(args.paintings), args.paintings, args.held_out)[1]
+    held = [held[i] for i in range(0, len(held), max(1, len(held) // 4))][:4]
+    photos = [path for path, _ in expand_inputs(args.photos)[0]][:2]
+    stylizer = Stylizer.from_checkpoint(ROOT / "checkpoints" / "arbitrary.safetensors", backend="torch")
+    rows, captions = [], []
+    for painting in held:
+        print(f"fitting {painting.name}", flush=True)
+        styles = {"predicted": stylizer.embed(painting), "fitted": stylizer.fit_style(painting)}
+        row = [read_image(painting)]
+        for photo in photos:
+            row += [tensor_to_pil(stylizer.stylize_tensor(load_image(photo, 384), style=e)) for e in styles.values()]
+        rows.append(row)
+        captions.append([painting.stem[:28]] + [""] * (len(row) - 1))
+    headers = ["painting"] + [f"{p.stem}, {kind}" for p in photos for kind in ("predicted", "fitted")]
+    output = (
+        args.output
+        if args.output != ROOT / "docs/images/shipped_styles.jpg"
+        else ROOT / "docs/images/any_painting_fit.jpg"
+    )
+    save_image(contact_sheet(rows, headers, captions), output, quality=80)
+    print(f"wrote {output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="*", type=Path, help="default: every checkpoints/*.safetensors")
@@ -86,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--multi", type=Path, help="a multi-style network: its styles and a mixing strip")
     parser.add_argument("--paintings", type=Path, help="the any-painting network on these paintings' held-out share")
     parser.add_argument("--held-out", type=float, default=0.05, help="--paintings: the share its training never saw")
+    parser.add_argument("--fit", action="store_true", help="--paintings: predicted against fitted styles")
     args = parser.parse_args(argv)
+    if args.paintings and args.fit:
+        return fit_sheet(args)
     if args.paintings:
         return any_painting_sheet(args)
     if args.multi:

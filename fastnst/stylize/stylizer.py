@@ -255,7 +255,7 @@ class Stylizer:
     def precision(self) -> str:
         return self.backend.precision
 
-    def style_weights(self, style: str | dict[str, float] | None, batch: int) -> torch.Tensor | None:
+    def style_weights(self, style: str | dict[str, float] | torch.Tensor | None, batch: int) -> torch.Tensor | None:
         """(batch, S) weights for a multi-style network: a style name, a mix (dict or ``"a=0.7,b=0.3"``).
 
         None for a single-style network (which accepts no style but its own).
@@ -308,7 +308,7 @@ class Stylizer:
     @torch.inference_mode()
     def stylize_tensor(
         self, images: torch.Tensor, strength: float = 1.0, keep_color: bool = False,
-        style: str | dict[str, float] | None = None,
+        style: str | dict[str, float] | torch.Tensor | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """Stylize a batch.
 
@@ -316,7 +316,8 @@ class Stylizer:
             images: float in [0, 1], on any device (not modified).
             strength: 0 returns the input, 1 the full style; linear blend between.
             keep_color: keep the input's colours, transfer only luminance.
-            style: a multi-style network's style, or a mix (``{"a": 0.7, "b": 0.3}`` or ``"a=0.7,b=0.3"``).
+            style: a multi-style network's style, or a mix (``{"a": 0.7, "b": 0.3}`` or ``"a=0.7,b=0.3"``);
+                an any-painting network also takes an embedding (:meth:`embed`, :meth:`fit_style`).
 
         Returns:
             float32 images in [0, 1] on the input's device.
@@ -333,7 +334,7 @@ class Stylizer:
     @torch.inference_mode()
     def stylize_tiled(
         self, images: torch.Tensor, tile: int, strength: float = 1.0, keep_color: bool = False, progress=None,
-        style: str | dict[str, float] | None = None,
+        style: str | dict[str, float] | torch.Tensor | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """Like :meth:`stylize_tensor` in ``tile`` px tiles with whole-image statistics (huge images).
 
@@ -349,7 +350,7 @@ class Stylizer:
 
     def stylize(
         self, image: Image.Image, strength: float = 1.0, keep_color: bool = False,
-        style: str | dict[str, float] | None = None, style_image=None,
+        style: str | dict[str, float] | torch.Tensor | None = None, style_image=None,
     ) -> Image.Image:  # fmt: skip
         """Stylize one PIL image; returns an RGB image of the same size (``style``: see :meth:`stylize_tensor`).
 

@@ -150,6 +150,8 @@ def test_fitting_a_style_lowers_its_loss_and_leaves_the_network_alone(stylizer, 
     fixed = torch.cat([p[..., :40, :40] for p in photos])  # photos the fit never saw whole, one batch
     target = load_image(tmp_path / "painting.png", 512)  # the painting at the fit's scale
     assert fit_objective(net, target, fixed, fitted) < 0.9 * fit_objective(net, target, fixed, start)
+    photo = Image.open(tmp_path / "p0.png")
+    assert stylizer.stylize(photo, style=fitted).tobytes() != stylizer.stylize(photo, style=start).tobytes()
 
 
 def test_styles_add_fit_keeps_the_fitted_style_and_says_so(arbitrary_ckpt, tmp_path, capsys, monkeypatch):

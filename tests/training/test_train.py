@@ -606,3 +606,17 @@ def test_any_painting_named_styles_learn_their_stored_embeddings(train_cfg, tmp_
 
     assert moved(0.0) < 1e-3  # the predictor makes them
     assert moved(1.0) > 2e-3  # every batch trained a named style: its embedding learnt (Adam, lr 1e-3)
+
+
+def test_any_painting_predictor_only_trains_the_predictor_alone(train_cfg, tmp_path, any_painting_run):
+    from fastnst.checkpoint import load_network
+
+    _, multi, overrides = any_painting_run
+    common = (*overrides, "trainer.max_steps=2", "logger=none", "named_share=0", "+optim.predictor_only=true")
+    module = train_script.build_module(train_cfg(*common))
+    trained = {name for name, p in module.net.named_parameters() if p.requires_grad}
+    assert trained and all(name.startswith("style_predictor.") for name in trained)
+    net = load_network(train_script.train(train_cfg(*common))["export_path"]).net
+    own = net.state_dict()
+    convolutions = {k: v for k, v in multi.state_dict().items() if k in own and own[k].shape == v.shape}
+    assert len(convolutions) > 10 and all(torch.equal(own[k].float(), v.float()) for k, v in convolutions.items())
