@@ -47,7 +47,7 @@ docs: install
 	$(PY) scripts/showcase.py --multi checkpoints/multi_style.safetensors
 	$(PY) scripts/showcase.py --paintings ../shared/data/paintings
 	$(PY) scripts/showcase.py --paintings ../shared/data/paintings --fit \
-		--photos ../shared/data/photos/bsds500/test/100007.jpg ../shared/data/photos/bsds500/test/10081.jpg
+		--photos ../shared/data/photos/bsds500/test/10081.jpg
 	$(PY) scripts/serve_screenshot.py
 
 clean:

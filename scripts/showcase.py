@@ -80,9 +80,11 @@ def any_painting_sheet(args) -> int:
 
 
 def fit_sheet(args) -> int:
-    """docs/images/any_painting_fit.jpg: held-out paintings, each on photos the fit never saw, through the
-    predictor (milliseconds) and fitted (``fastnst styles add --fit``, on the bundled photos)."""
+    """docs/images/any_painting_fit.jpg: the 8 held-out paintings `fastnst evaluate --held-out` scores, each on
+    a photo the fit never saw, through the predictor (milliseconds) and fitted (``fastnst styles add --fit``,
+    on the bundled photos), with the texture distance of each picture under it."""
     from fastnst.data import find_images, split_held_out
+    from fastnst.evaluation.metrics import Judge
     from fastnst.evaluation.report import contact_sheet
     from fastnst.io import load_image
 
@@ -90,25 +92,32 @@ def fit_sheet(args) -> int:
         print(f"showcase: {args.paintings}: no such folder of paintings; the fit sheet is left as it is")
         return 0
     held = split_held_out(find_images(args.paintings), args.paintings, args.held_out)[1]
-    held = [held[i] for i in range(0, len(held), max(1, len(held) // 4))][:4]
-    photos = [path for path, _ in expand_inputs(args.photos)[0]][:2]
-    stylizer = Stylizer.from_checkpoint(ROOT / "checkpoints" / "arbitrary.safetensors", backend="torch")
-    rows, captions = [], []
+    held = held[:: max(1, len(held) // 8)][:8]  # the evaluation's choice (fastnst evaluate --max-paintings 8)
+    photo_path = next(path for path, _ in expand_inputs(args.photos)[0])
+    photo = load_image(photo_path, 384)
+    ckpt = args.checkpoints[0] if args.checkpoints else ROOT / "checkpoints" / "arbitrary.safetensors"
+    stylizer = Stylizer.from_checkpoint(ckpt, backend="torch")
+    cells, texts = [], []
     for painting in held:
         print(f"fitting {painting.name}", flush=True)
-        styles = {"predicted": stylizer.embed(painting), "fitted": stylizer.fit_style(painting)}
-        row = [read_image(painting)]
-        for photo in photos:
-            row += [tensor_to_pil(stylizer.stylize_tensor(load_image(photo, 384), style=e)) for e in styles.values()]
-        rows.append(row)
-        captions.append([painting.stem[:28]] + [""] * (len(row) - 1))
-    headers = ["painting"] + [f"{p.stem}, {kind}" for p in photos for kind in ("predicted", "fitted")]
+        judge = Judge(load_image(painting, 512), vgg=judge.vgg if cells else None)  # one loss network
+        cells.append(read_image(painting))
+        texts.append(painting.stem[:26])
+        fitted = stylizer.fit_style(painting, args.fit_steps)
+        for kind, style in (("predicted", stylizer.embed(painting)), ("fitted", fitted)):
+            out = stylizer.stylize_tensor(photo, style=style)
+            cells.append(tensor_to_pil(out))
+            texts.append(f"{kind}: texture {judge.score(out, photo, 0.0).style_distance:.2f}")
+    per_row = 6  # two paintings a row: painting, predicted, fitted
+    rows = [cells[i : i + per_row] for i in range(0, len(cells), per_row)]
+    captions = [texts[i : i + per_row] for i in range(0, len(texts), per_row)]
+    headers = ["painting", "predicted", "fitted"] * 2
     output = (
         args.output
         if args.output != ROOT / "docs/images/shipped_styles.jpg"
         else ROOT / "docs/images/any_painting_fit.jpg"
     )
-    save_image(contact_sheet(rows, headers, captions), output, quality=80)
+    save_image(contact_sheet(rows, headers, captions, cell=220), output, quality=80)
     print(f"wrote {output}")
     return 0
 
@@ -123,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paintings", type=Path, help="the any-painting network on these paintings' held-out share")
     parser.add_argument("--held-out", type=float, default=0.05, help="--paintings: the share its training never saw")
     parser.add_argument("--fit", action="store_true", help="--paintings: predicted against fitted styles")
+    parser.add_argument("--fit-steps", type=int, default=None, help="--fit: steps per painting (default: the CLI's)")
     args = parser.parse_args(argv)
     if args.paintings and args.fit:
         return fit_sheet(args)

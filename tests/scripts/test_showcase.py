@@ -41,3 +41,20 @@ def test_multi_style_picture_has_every_style_and_a_mixing_strip(tmp_path):
     columns, rows = 5, 2  # the photo + 3 styles (+ a blank), then 5 mixes
     assert grid.shape == (3, rows * 36 + 4, columns * 36 + 4)
     assert not torch.equal(grid[:, 4:36, 40:72], grid[:, 4:36, 76:108])  # styles a and b differ
+
+
+def test_fit_sheet_shows_each_held_out_painting_predicted_and_fitted(tmp_path, arbitrary_ckpt):
+    from conftest import write_photo
+
+    showcase = load_script("showcase")
+    for i in range(2):
+        write_photo(tmp_path / "paintings" / f"m{i}" / f"p{i}.png", size=(64, 48), seed=60 + i)
+    photo = write_photo(tmp_path / "photo.png", size=(48, 36), seed=3)
+    out = tmp_path / "fit.png"
+    args = [str(arbitrary_ckpt), "--paintings", str(tmp_path / "paintings"), "--held-out", "1.0", "--fit",
+            "--fit-steps", "2", "--photos", str(photo), "-o", str(out)]  # fmt: skip
+    assert showcase.main(args) == 0
+    sheet = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert sheet.shape[1] == 6 * (220 + 6) + 6  # two paintings a row: painting, predicted, fitted
+    assert sheet.shape[0] == 28 + (220 * 36 // 48 + 20 + 6) + 6  # one row: header, the 384 px pictures, captions
+    assert np.abs(sheet[40:150, 232:452] - sheet[40:150, 458:678]).mean() > 1  # fitted differs from predicted
