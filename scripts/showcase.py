@@ -97,10 +97,11 @@ def fit_sheet(args) -> int:
     photo = load_image(photo_path, 384)
     ckpt = args.checkpoints[0] if args.checkpoints else ROOT / "checkpoints" / "arbitrary.safetensors"
     stylizer = Stylizer.from_checkpoint(ckpt, backend="torch")
-    cells, texts = [], []
+    cells, texts, vgg = [], [], None
     for painting in held:
         print(f"fitting {painting.name}", flush=True)
-        judge = Judge(load_image(painting, 512), vgg=judge.vgg if cells else None)  # one loss network
+        judge = Judge(load_image(painting, 512), vgg=vgg)
+        vgg = judge.vgg  # one loss network for every painting
         cells.append(read_image(painting))
         texts.append(painting.stem[:26])
         fitted = stylizer.fit_style(painting, args.fit_steps)
