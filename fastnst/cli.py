@@ -195,7 +195,7 @@ def add_styles_parser(sub) -> None:
     add.add_argument("name", help="the style's name (letters, digits, _ . -)")
     add.add_argument("painting", help="the painting's image file")
     add.add_argument("--fit", nargs="?", type=int, const=100, default=0, metavar="STEPS",
-                     help="refine the predicted style on the painting itself (default 100 steps: about a minute "
+                     help="refine the predicted style on the painting itself (default 100 steps: about 75 s "
                           "on 2 cores, once): texture much nearer the painting's")  # fmt: skip
     add.add_argument(
         "--fit-photos", default=None, metavar="DIR", help="photos to fit on (default: the four shipped with fastnst)"
@@ -716,7 +716,7 @@ def cmd_styles(args: argparse.Namespace) -> int:
         store = UserStyles()
         if args.styles_command == "add":
             if args.fit < 0:
-                return fail(f"--fit {args.fit}: give a number of steps >= 1 (100 is about a minute on 2 cores)")
+                return fail(f"--fit {args.fit}: give a number of steps >= 1 (100 take about 75 s on 2 cores)")
             if args.fit:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

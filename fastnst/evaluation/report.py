@@ -350,13 +350,14 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def painting_sheet(stylizer: Stylizer, paintings: list[Path], photos: list[Path], size: int = 256) -> Image.Image:
+def painting_sheet(
+    stylizer: Stylizer, paintings: list[Path], photos: list[Path], size: int = 256, styles: list | None = None
+) -> Image.Image:
     """A grid for an any-painting network: a row per painting (the painting, then each photo after it).
-    A painting added under its file's stem (:meth:`Stylizer.add_style`) is painted with that embedding."""
+    ``styles``: each painting's embedding (e.g. fitted); None: the predictor's."""
     rows, captions = [], []
-    for painting in paintings:
-        style = stylizer.embeddings.get(painting.stem) if painting.stem in stylizer.embeddings else None
-        style = stylizer.embed(painting) if style is None else style
+    for i, painting in enumerate(paintings):
+        style = stylizer.embed(painting) if styles is None else styles[i]
         row = [read_image(painting)]
         row += [tensor_to_pil(stylizer.stylize_tensor(load_image(p, size), style=style)) for p in photos]
         rows.append(row)
@@ -375,12 +376,13 @@ def evaluate_paintings(
     Writes ``summary.md``, ``summary.json`` and, for the first any-painting network, ``sheet.jpg``
     (paintings x photos). ``options`` go to :func:`evaluate`.
     """
-    per_painting = []
+    per_painting, painted = [], {}  # painted: the first any-painting network's embedding of each painting
     for painting in paintings:
         for stylizer in stylizers.values():
             if stylizer.painter is not None:
                 fitted = stylizer.fit_style(painting, fit_steps) if fit_steps else None
                 stylizer.default_style = stylizer.add_style(painting.stem, painting, fitted)
+                painted.setdefault(painting, stylizer.embeddings[painting.stem])
         report = evaluate(stylizers, painting, photos, output_dir / painting.stem, **options)
         per_painting.append({"painting": str(painting), "mean": report["mean"]})
     keys = ("style_distance", "content_distance", "color_kept", "ms")
@@ -401,5 +403,6 @@ def evaluate_paintings(
         tmp.write_text(f"# {len(paintings)} paintings x {len(photos)} photos{fitted}\n\n" + "\n".join(lines) + "\n")
     painter = next((s for s in stylizers.values() if s.painter is not None), None)
     if painter is not None:
-        save_image(painting_sheet(painter, paintings, photos[:4]), output_dir / "sheet.jpg", quality=85)
+        sheet = painting_sheet(painter, paintings, photos[:4], styles=[painted[p] for p in paintings])
+        save_image(sheet, output_dir / "sheet.jpg", quality=85)
     return summary

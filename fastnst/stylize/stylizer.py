@@ -166,7 +166,7 @@ class Stylizer:
 
     def fit_style(self, painting, steps: int | None = None, photos: Path | None = None, on_step=None) -> torch.Tensor:
         """The painting's embedding refined against the painting itself (:func:`~fastnst.stylize.paintings.fit_embedding`):
-        about a minute on 2 CPU cores, once; texture much nearer the painting's.
+        about 75 s on 2 CPU cores, once; texture much nearer the painting's.
 
         Args:
             steps: Adam steps (default :data:`~fastnst.stylize.paintings.FIT_STEPS`).
