@@ -86,6 +86,7 @@ def add_stylize_parser(sub) -> None:
     st.add_argument(
         "--style-image", help="any-painting networks (checkpoints/arbitrary.safetensors): your own painting"
     )
+    add_fit_argument(st, "--style-image: ")
     st.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     st.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runtime_options(st)
@@ -188,18 +189,36 @@ def add_stylize_dataset_parser(sub) -> None:
     add_runtime_options(ds)
 
 
+def add_fit_argument(parser, prefix: str = "") -> None:
+    """``--fit [STEPS]`` and ``--fit-photos DIR``: a painting's predicted style refined on the painting."""
+    parser.add_argument("--fit", nargs="?", type=int, const=100, default=0, metavar="STEPS",
+                        help=f"{prefix}refine the predicted style on the painting itself (default 100 steps: about "
+                             "75 s on 2 cores, once; kept): texture much nearer the painting's")  # fmt: skip
+    parser.add_argument("--fit-photos", default=None, metavar="DIR",
+                        help="photos to fit on (default: the four shipped with fastnst)")  # fmt: skip
+
+
+def fit_style(stylizer, painting: str, steps: int, photos: str | None, quiet: bool = False):
+    """The painting's fitted embedding, with a progress bar; ValueError for a bad ``--fit``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if steps < 0:
+        raise ValueError(f"--fit {steps}: give a number of steps >= 1 (100 take about 75 s on 2 cores)")
+    with Progress(TextColumn(f"[bold]fitting {Path(painting).name}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), disable=quiet) as progress:  # fmt: skip
+        task = progress.add_task("fit", total=steps)
+        return stylizer.fit_style(
+            painting, steps, photos, on_step=lambda step, _: progress.update(task, completed=step)
+        )
+
+
 def add_styles_parser(sub) -> None:
     sy = sub.add_parser("styles", help="your own paintings as named styles of the any-painting network")
     sy_sub = sy.add_subparsers(dest="styles_command", required=True)
     add = sy_sub.add_parser("add", help="keep a painting as a named style: fastnst styles add NAME painting.jpg")
     add.add_argument("name", help="the style's name (letters, digits, _ . -)")
     add.add_argument("painting", help="the painting's image file")
-    add.add_argument("--fit", nargs="?", type=int, const=100, default=0, metavar="STEPS",
-                     help="refine the predicted style on the painting itself (default 100 steps: about 75 s "
-                          "on 2 cores, once): texture much nearer the painting's")  # fmt: skip
-    add.add_argument(
-        "--fit-photos", default=None, metavar="DIR", help="photos to fit on (default: the four shipped with fastnst)"
-    )
+    add_fit_argument(add)
     listing = sy_sub.add_parser("list", help="the network's stored styles and the ones you added")
     for styles_parser in (add, listing):
         styles_parser.add_argument("--ckpt", default=None, help="an any-painting network (default: the shipped one)")
@@ -245,7 +264,10 @@ def prepare_stylize(args: argparse.Namespace):
     if args.style_image:
         if args.style:
             raise pipeline.OptionsError("give --style or --style-image, not both")
-        options.style = stylizer.add_style(painting_label(args.style_image), args.style_image)
+        fitted = fit_style(stylizer, args.style_image, args.fit, args.fit_photos, args.quiet) if args.fit else None
+        options.style = stylizer.add_style(painting_label(args.style_image), args.style_image, fitted)
+    elif args.fit:
+        raise pipeline.OptionsError("--fit refines a painting's style: give --style-image too")
     pipeline.check_options(stylizer, options)
     return stylizer, options, pipeline.plan_jobs(args.inputs, stylizer.style, options, stylizer.styles)
 
@@ -715,16 +737,8 @@ def cmd_styles(args: argparse.Namespace) -> int:
             return fail(f"{ckpt}: not an any-painting network; give --ckpt checkpoints/arbitrary.safetensors")
         store = UserStyles()
         if args.styles_command == "add":
-            if args.fit < 0:
-                return fail(f"--fit {args.fit}: give a number of steps >= 1 (100 take about 75 s on 2 cores)")
             if args.fit:
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-                with Progress(TextColumn(f"[bold]fitting {Path(args.painting).name}"), BarColumn(),
-                              MofNCompleteColumn(), TimeRemainingColumn()) as progress:  # fmt: skip
-                    task = progress.add_task("fit", total=args.fit)
-                    embedding = stylizer.fit_style(args.painting, args.fit, args.fit_photos,
-                                                   on_step=lambda step, _: progress.update(task, completed=step))  # fmt: skip
+                embedding = fit_style(stylizer, args.painting, args.fit, args.fit_photos)
             else:
                 embedding = stylizer.embed(args.painting)
             store.add(args.name, Path(args.painting), file_sha256(args.painting), stylizer.network_sha256, embedding,

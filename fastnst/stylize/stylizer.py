@@ -166,7 +166,8 @@ class Stylizer:
 
     def fit_style(self, painting, steps: int | None = None, photos: Path | None = None, on_step=None) -> torch.Tensor:
         """The painting's embedding refined against the painting itself (:func:`~fastnst.stylize.paintings.fit_embedding`):
-        about 75 s on 2 CPU cores, once; texture much nearer the painting's.
+        about 75 s on 2 CPU cores, once (kept in the cache by the painting's hash, the steps and the photos);
+        texture much nearer the painting's.
 
         Args:
             steps: Adam steps (default :data:`~fastnst.stylize.paintings.FIT_STEPS`).
@@ -176,12 +177,28 @@ class Stylizer:
         Raises:
             PaintingError: the painting or the photos cannot be used (one line naming the file).
         """
-        from fastnst.stylize.paintings import FIT_STEPS, fit_embedding, fit_photos, painting_bytes, read_painting
+        import hashlib
 
+        from fastnst.stylize.paintings import (
+            FIT_STEPS,
+            content_hash,
+            fit_embedding,
+            fit_photos,
+            painting_bytes,
+            read_painting,
+        )
+
+        steps = steps or FIT_STEPS
         start = self.embed(painting)
         data, name = painting_bytes(painting)
         pixels = read_painting(data, name, painting if isinstance(painting, Image.Image) else None)
-        return fit_embedding(self.painter, pixels, start, fit_photos(photos), steps or FIT_STEPS, on_step=on_step)
+        where = str(Path(photos).expanduser().resolve()) if photos else "bundled"
+        key = hashlib.sha256(f"{content_hash(data, pixels)}:fit:{steps}:{where}".encode()).hexdigest()
+        fitted = self.embedding_cache.get(self.network_sha256, key)  # fitted before: kept like any embedding
+        if fitted is None:
+            fitted = fit_embedding(self.painter, pixels, start, fit_photos(photos), steps, on_step=on_step)
+            self.embedding_cache.put(self.network_sha256, key, fitted)
+        return fitted
 
     @classmethod
     def from_checkpoint(

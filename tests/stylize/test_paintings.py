@@ -176,3 +176,29 @@ def test_styles_add_fit_keeps_the_fitted_style_and_says_so(arbitrary_ckpt, tmp_p
     assert "empty: no photos to fit the style on" in err and err.count("\n") == 1
     assert main([*args, "--fit", "-2"]) == 2
     assert "--fit -2" in capsys.readouterr().err
+
+
+def test_stylize_fit_paints_with_the_fitted_style_and_fits_a_painting_once(
+    arbitrary_ckpt, tmp_path, capsys, monkeypatch
+):
+    from fastnst.stylize import paintings
+
+    painting = write_photo(tmp_path / "mine.png", size=(64, 64), seed=11)
+    photo = write_photo(tmp_path / "photo.png", size=(40, 30))
+    fits = []
+    real = paintings.fit_embedding
+    monkeypatch.setattr(paintings, "fit_embedding", lambda *a, **k: fits.append(1) or real(*a, **k))
+
+    def stylize(out: str, *extra: str) -> bytes:
+        args = ["stylize", "--ckpt", str(arbitrary_ckpt), str(photo), "-o", str(tmp_path / out), "--backend", "torch",
+                "--style-image", str(painting), "--quiet", *extra]  # fmt: skip
+        assert main(args) == 0
+        return Image.open(tmp_path / out / "photo_mine.png").tobytes()
+
+    predicted = stylize("plain")
+    fitted = stylize("fitted", "--fit", "3")
+    assert fitted != predicted and len(fits) == 1
+    assert stylize("again", "--fit", "3") == fitted and len(fits) == 1  # kept in the cache: not fitted again
+    assert stylize("more", "--fit", "4") != fitted and len(fits) == 2  # other steps: another fit
+    assert main(["stylize", "--ckpt", str(arbitrary_ckpt), str(photo), "-o", str(tmp_path), "--fit"]) == 2
+    assert "give --style-image too" in capsys.readouterr().err
