@@ -125,13 +125,7 @@ def add_evaluate_parser(sub) -> None:
     ev.add_argument("--max-paintings", type=int, default=8)
     ev.add_argument("--held-out", type=float, default=None,
                     help="--paintings: only the share a training run with data.style_held_out=SHARE never saw")  # fmt: skip
-    ev.add_argument(
-        "--fit",
-        type=int,
-        default=0,
-        metavar="STEPS",
-        help="--paintings: each painting's style refined on it first (as fastnst styles add --fit)",
-    )
+    add_fit_argument(ev, "--paintings: each painting's style fitted before it is scored; ")
     ev.add_argument("--images", nargs="+", required=True, help="photos: files, folders or globs")
     ev.add_argument("-o", "--output-dir", default="report")
     ev.add_argument("--size", type=int, default=384, help="long side of the photos (default 384)")
@@ -190,10 +184,11 @@ def add_stylize_dataset_parser(sub) -> None:
 
 
 def add_fit_argument(parser, prefix: str = "") -> None:
-    """``--fit [STEPS]`` and ``--fit-photos DIR``: a painting's predicted style refined on the painting."""
-    parser.add_argument("--fit", nargs="?", type=int, const=100, default=0, metavar="STEPS",
-                        help=f"{prefix}refine the predicted style on the painting itself (default 100 steps: about "
-                             "75 s on 2 cores, once; kept): texture much nearer the painting's")  # fmt: skip
+    """``--fit``, ``--fit-steps N`` and ``--fit-photos DIR``: a painting's predicted style refined on the painting."""
+    parser.add_argument("--fit", action="store_true",
+                        help=f"{prefix}refine the predicted style on the painting itself (100 steps: about 75 s on "
+                             "2 cores, once; kept): texture much nearer the painting's")  # fmt: skip
+    parser.add_argument("--fit-steps", type=int, default=100, metavar="N", help="--fit: steps (default 100)")
     parser.add_argument("--fit-photos", default=None, metavar="DIR",
                         help="photos to fit on (default: the four shipped with fastnst)")  # fmt: skip
 
@@ -202,8 +197,8 @@ def fit_style(stylizer, painting: str, steps: int, photos: str | None, quiet: bo
     """The painting's fitted embedding, with a progress bar; ValueError for a bad ``--fit``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    if steps < 0:
-        raise ValueError(f"--fit {steps}: give a number of steps >= 1 (100 take about 75 s on 2 cores)")
+    if steps < 1:
+        raise ValueError(f"--fit-steps {steps}: give a number of steps >= 1 (100 take about 75 s on 2 cores)")
     with Progress(TextColumn(f"[bold]fitting {Path(painting).name}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), disable=quiet) as progress:  # fmt: skip
         task = progress.add_task("fit", total=steps)
@@ -264,7 +259,9 @@ def prepare_stylize(args: argparse.Namespace):
     if args.style_image:
         if args.style:
             raise pipeline.OptionsError("give --style or --style-image, not both")
-        fitted = fit_style(stylizer, args.style_image, args.fit, args.fit_photos, args.quiet) if args.fit else None
+        fitted = (
+            fit_style(stylizer, args.style_image, args.fit_steps, args.fit_photos, args.quiet) if args.fit else None
+        )
         options.style = stylizer.add_style(painting_label(args.style_image), args.style_image, fitted)
     elif args.fit:
         raise pipeline.OptionsError("--fit refines a painting's style: give --style-image too")
@@ -526,12 +523,14 @@ def paintings_to_score(args: argparse.Namespace) -> list[Path]:
 
 
 def report_paintings(
-    stylizers: dict, paintings: list[Path], photos: list[Path], output_dir: Path, options, fit_steps: int = 0
-) -> int:
+    stylizers: dict, paintings: list[Path], photos: list[Path], output_dir: Path, options, fit_steps: int = 0,
+    fit_photos: str | None = None,
+) -> int:  # fmt: skip
     """``fastnst evaluate --paintings``: a report per painting, then the means over the paintings."""
     from fastnst.evaluation import evaluate_paintings
 
-    summary = evaluate_paintings(stylizers, paintings, photos, output_dir, fit_steps=fit_steps, **options)
+    summary = evaluate_paintings(stylizers, paintings, photos, output_dir, fit_steps=fit_steps, fit_photos=fit_photos,
+                                 **options)  # fmt: skip
     for method, s in summary["mean"].items():
         print(f"{method:12s} over {len(paintings)} paintings x {len(photos)} photos: style {s['style_distance']:.3f}, "
               f"content {s['content_distance']:.3f}, colour kept {s['color_kept']:.2f}, {s['ms']:.1f} ms/image")  # fmt: skip
@@ -608,10 +607,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             progress=lambda line: bar.console.print(line, markup=False, highlight=False, soft_wrap=True),
             cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()), frontier=args.frontier,
         )  # fmt: skip
+        if args.fit and args.fit_steps < 1:
+            raise ValueError(f"--fit-steps {args.fit_steps}: give a number of steps >= 1")
         with bar:
             if args.paintings:
                 return report_paintings(stylizers, paintings_to_score(args), photos, Path(args.output_dir), options,
-                                        args.fit)  # fmt: skip
+                                        args.fit_steps if args.fit else 0, args.fit_photos)  # fmt: skip
             report = evaluate(stylizers, Path(args.style), photos, Path(args.output_dir), **options)
     except (CheckpointError, BackendError, ImageReadError, ValueError, ImportError) as exc:
         return fail(str(exc))
@@ -738,11 +739,11 @@ def cmd_styles(args: argparse.Namespace) -> int:
         store = UserStyles()
         if args.styles_command == "add":
             if args.fit:
-                embedding = fit_style(stylizer, args.painting, args.fit, args.fit_photos)
+                embedding = fit_style(stylizer, args.painting, args.fit_steps, args.fit_photos)
             else:
                 embedding = stylizer.embed(args.painting)
             store.add(args.name, Path(args.painting), file_sha256(args.painting), stylizer.network_sha256, embedding,
-                      fit_steps=args.fit)  # fmt: skip
+                      fit_steps=args.fit_steps if args.fit else 0)  # fmt: skip
             print(f"added style '{args.name}' from {args.painting} to {store.path}; "
                   f"use it with: fastnst stylize --ckpt {ckpt} --style {args.name} photo.jpg")  # fmt: skip
             return EXIT_OK

@@ -255,7 +255,18 @@ def test_an_any_painting_network_over_a_folder_of_paintings(arbitrary_ckpt, tiny
     assert f"over {len(held)} paintings x 1 photos" in text
     assert main([*args, "--style", str(held[0])]) == 2  # --style or --paintings, not both
     fitted_out = tmp_path / "fitted"
-    fitted_args = [*args[:-4], "-o", str(fitted_out), "--backend", "torch", "--held-out", "0.5", "--fit", "3"]
+    fitted_args = [
+        *args[:-4],
+        "-o",
+        str(fitted_out),
+        "--backend",
+        "torch",
+        "--held-out",
+        "0.5",
+        "--fit",
+        "--fit-steps",
+        "3",
+    ]
     assert main(fitted_args) == 0
     fitted = json.loads((fitted_out / "summary.json").read_text())
     assert fitted["fit_steps"] == 3 and "fitted 3 steps" in (fitted_out / "summary.md").read_text()

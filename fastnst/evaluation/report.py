@@ -367,11 +367,12 @@ def painting_sheet(
 
 def evaluate_paintings(
     stylizers: dict[str, Stylizer], paintings: list[Path], photos: list[Path], output_dir: Path, fit_steps: int = 0,
-    **options,
+    fit_photos: Path | None = None, **options,
 ) -> dict:  # fmt: skip
     """Every painting x every photo: an :func:`evaluate` per painting (in ``output_dir/<painting>/``), where an
     any-painting network takes that painting as its style, then the means over paintings per method.
-    ``fit_steps``: each painting's embedding is refined on it first (:meth:`Stylizer.fit_style`).
+    ``fit_steps``: each painting's embedding is refined on it first (:meth:`Stylizer.fit_style`, on
+    ``fit_photos``, by default the bundled ones).
 
     Writes ``summary.md``, ``summary.json`` and, for the first any-painting network, ``sheet.jpg``
     (paintings x photos). ``options`` go to :func:`evaluate`.
@@ -380,7 +381,7 @@ def evaluate_paintings(
     for painting in paintings:
         for stylizer in stylizers.values():
             if stylizer.painter is not None:
-                fitted = stylizer.fit_style(painting, fit_steps) if fit_steps else None
+                fitted = stylizer.fit_style(painting, fit_steps, fit_photos) if fit_steps else None
                 stylizer.default_style = stylizer.add_style(painting.stem, painting, fitted)
                 painted.setdefault(painting, stylizer.embeddings[painting.stem])
         report = evaluate(stylizers, painting, photos, output_dir / painting.stem, **options)

@@ -162,7 +162,7 @@ def test_styles_add_fit_keeps_the_fitted_style_and_says_so(arbitrary_ckpt, tmp_p
     for i in range(2):
         write_photo(tmp_path / "photos" / f"p{i}.png", size=(200, 180), seed=i)
     args = ["styles", "add", "mine", str(painting), "--ckpt", str(arbitrary_ckpt)]
-    assert main([*args, "--fit", "3", "--fit-photos", str(tmp_path / "photos")]) == 0
+    assert main([*args, "--fit", "--fit-steps", "3", "--fit-photos", str(tmp_path / "photos")]) == 0
     entry = json.loads(open(os.environ["FASTNST_STYLES"]).read())["mine"]
     assert entry["fit_steps"] == 3
     predicted = Stylizer.from_checkpoint(arbitrary_ckpt, backend="torch").embed(painting)
@@ -174,8 +174,8 @@ def test_styles_add_fit_keeps_the_fitted_style_and_says_so(arbitrary_ckpt, tmp_p
     assert main([*args, "--fit", "--fit-photos", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert "empty: no photos to fit the style on" in err and err.count("\n") == 1
-    assert main([*args, "--fit", "-2"]) == 2
-    assert "--fit -2" in capsys.readouterr().err
+    assert main([*args, "--fit", "--fit-steps", "0"]) == 2
+    assert "--fit-steps 0" in capsys.readouterr().err
 
 
 def test_stylize_fit_paints_with_the_fitted_style_and_fits_a_painting_once(
@@ -196,9 +196,11 @@ def test_stylize_fit_paints_with_the_fitted_style_and_fits_a_painting_once(
         return Image.open(tmp_path / out / "photo_mine.png").tobytes()
 
     predicted = stylize("plain")
-    fitted = stylize("fitted", "--fit", "3")
+    fitted = stylize("fitted", "--fit", "--fit-steps", "3")
     assert fitted != predicted and len(fits) == 1
-    assert stylize("again", "--fit", "3") == fitted and len(fits) == 1  # kept in the cache: not fitted again
-    assert stylize("more", "--fit", "4") != fitted and len(fits) == 2  # other steps: another fit
-    assert main(["stylize", "--ckpt", str(arbitrary_ckpt), str(photo), "-o", str(tmp_path), "--fit"]) == 2
+    assert (
+        stylize("again", "--fit", "--fit-steps", "3") == fitted and len(fits) == 1
+    )  # kept in the cache: not fitted again
+    assert stylize("more", "--fit", "--fit-steps", "4") != fitted and len(fits) == 2  # other steps: another fit
+    assert main(["stylize", "--ckpt", str(arbitrary_ckpt), "--fit", str(photo), "-o", str(tmp_path)]) == 2
     assert "give --style-image too" in capsys.readouterr().err
