@@ -200,7 +200,7 @@ def fit_style(stylizer, painting: str, steps: int, photos: str | None, quiet: bo
     if steps < 1:
         raise ValueError(f"--fit-steps {steps}: give a number of steps >= 1 (100 take about 75 s on 2 cores)")
     with Progress(TextColumn(f"[bold]fitting {Path(painting).name}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), disable=quiet) as progress:  # fmt: skip
+                  TimeRemainingColumn(), disable=quiet, transient=True) as progress:  # fmt: skip
         task = progress.add_task("fit", total=steps)
         return stylizer.fit_style(
             painting, steps, photos, on_step=lambda step, _: progress.update(task, completed=step)
