@@ -7,7 +7,7 @@
 - :class:`UserStyles`: ``fastnst styles add NAME painting.jpg`` keeps a name, the painting's path and
   hash, and its embedding per network, so ``--style NAME`` works like a shipped style.
 - :func:`fit_embedding`: the predicted embedding refined against the painting itself (``styles add
-  --fit``): about a minute once, for texture much nearer the painting's, then milliseconds per photo.
+  --fit``): about 75 s once, for texture much nearer the painting's, then milliseconds per photo.
 """
 
 from __future__ import annotations

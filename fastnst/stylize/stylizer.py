@@ -134,6 +134,20 @@ class Stylizer:
                 any-painting network.
         """
         from fastnst.models.arbitrary import PAINTING_SIZE, prepare_painting
+
+        def predict(pixels: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return self.painter.embed(prepare_painting(pixels))[0].float()
+
+        return self._kept_embedding(painting, predict, short_side=PAINTING_SIZE, max_pixels=max_pixels)
+
+    def _kept_embedding(
+        self, painting, compute, short_side: int | None = None, max_pixels: int | None = None, variant: str = ""
+    ) -> torch.Tensor:
+        """``compute(pixels)`` for a painting, kept in the cache by its content hash (and ``variant``): a file
+        is hashed as bytes, so one seen before is never decoded (``short_side``: see ``read_painting``)."""
+        import hashlib
+
         from fastnst.stylize.paintings import content_hash, painting_bytes, read_painting
 
         if self.painter is None:
@@ -143,15 +157,14 @@ class Stylizer:
         options = {"max_pixels": max_pixels} if max_pixels else {}
 
         def decode() -> torch.Tensor:
-            return read_painting(data, name, image, short_side=PAINTING_SIZE, **options)
+            return read_painting(data, name, image, short_side=short_side, **options)
 
-        pixels = None if data is not None else decode()  # a file is hashed as bytes: seen before, never decoded
+        pixels = None if data is not None else decode()
         key = content_hash(data, pixels)
+        key = hashlib.sha256(f"{key}:{variant}".encode()).hexdigest() if variant else key
         embedding = self.embedding_cache.get(self.network_sha256, key)
         if embedding is None:
-            pixels = decode() if pixels is None else pixels
-            with torch.inference_mode():
-                embedding = self.painter.embed(prepare_painting(pixels))[0].float()
+            embedding = compute(decode() if pixels is None else pixels)
             self.embedding_cache.put(self.network_sha256, key, embedding)
         return embedding
 
@@ -177,28 +190,15 @@ class Stylizer:
         Raises:
             PaintingError: the painting or the photos cannot be used (one line naming the file).
         """
-        import hashlib
-
-        from fastnst.stylize.paintings import (
-            FIT_STEPS,
-            content_hash,
-            fit_embedding,
-            fit_photos,
-            painting_bytes,
-            read_painting,
-        )
+        from fastnst.stylize.paintings import FIT_STEPS, fit_embedding, fit_photos
 
         steps = steps or FIT_STEPS
-        start = self.embed(painting)
-        data, name = painting_bytes(painting)
-        pixels = read_painting(data, name, painting if isinstance(painting, Image.Image) else None)
         where = str(Path(photos).expanduser().resolve()) if photos else "bundled"
-        key = hashlib.sha256(f"{content_hash(data, pixels)}:fit:{steps}:{where}".encode()).hexdigest()
-        fitted = self.embedding_cache.get(self.network_sha256, key)  # fitted before: kept like any embedding
-        if fitted is None:
-            fitted = fit_embedding(self.painter, pixels, start, fit_photos(photos), steps, on_step=on_step)
-            self.embedding_cache.put(self.network_sha256, key, fitted)
-        return fitted
+
+        def fit(pixels: torch.Tensor) -> torch.Tensor:
+            return fit_embedding(self.painter, pixels, self.embed(painting), fit_photos(photos), steps, on_step=on_step)
+
+        return self._kept_embedding(painting, fit, variant=f"fit:{steps}:{where}")
 
     @classmethod
     def from_checkpoint(

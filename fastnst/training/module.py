@@ -36,8 +36,8 @@ class StyleTransferModule(L.LightningModule):
             weight), ``content_weight``, ``style_weight``, ``tv_weight``, ``color_weight`` (0: off).
         optim: Adam ``lr`` (``predictor_lr`` for an any-painting network's style predictor); ``lr_decay_gamma`` multiplies it every ``lr_decay_every`` steps (1.0: off).
             ``predictor_only``: an any-painting network's transformer and norm maps are frozen, and only its
-            predictor (and stored embeddings) learn: cheaper steps that close the gap between the
-            embedding it predicts and the best one for the painting.
+            predictor (and stored embeddings) learn, to close the gap between the embedding it predicts
+            and the best one for the painting (steps cost about as much: gradients still cross the network).
         runtime: ``channels_last`` memory format, ``compile`` the network's forward.
         styles: for a multi-style network (``arch: johnson_multi``), one ``style``-like dict per style
             (in the network's order); each batch trains one of them, drawn from the seed and the step.

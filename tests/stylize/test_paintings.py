@@ -185,9 +185,10 @@ def test_stylize_fit_paints_with_the_fitted_style_and_fits_a_painting_once(
 
     painting = write_photo(tmp_path / "mine.png", size=(64, 64), seed=11)
     photo = write_photo(tmp_path / "photo.png", size=(40, 30))
-    fits = []
-    real = paintings.fit_embedding
+    fits, decoded = [], []
+    real, real_read = paintings.fit_embedding, paintings.read_painting
     monkeypatch.setattr(paintings, "fit_embedding", lambda *a, **k: fits.append(1) or real(*a, **k))
+    monkeypatch.setattr(paintings, "read_painting", lambda *a, **k: decoded.append(1) or real_read(*a, **k))
 
     def stylize(out: str, *extra: str) -> bytes:
         args = ["stylize", "--ckpt", str(arbitrary_ckpt), str(photo), "-o", str(tmp_path / out), "--backend", "torch",
@@ -198,9 +199,9 @@ def test_stylize_fit_paints_with_the_fitted_style_and_fits_a_painting_once(
     predicted = stylize("plain")
     fitted = stylize("fitted", "--fit", "--fit-steps", "3")
     assert fitted != predicted and len(fits) == 1
-    assert (
-        stylize("again", "--fit", "--fit-steps", "3") == fitted and len(fits) == 1
-    )  # kept in the cache: not fitted again
+    seen = len(decoded)
+    again = stylize("again", "--fit", "--fit-steps", "3")
+    assert again == fitted and len(fits) == 1 and len(decoded) == seen  # kept: neither fitted nor decoded again
     assert stylize("more", "--fit", "--fit-steps", "4") != fitted and len(fits) == 2  # other steps: another fit
     assert main(["stylize", "--ckpt", str(arbitrary_ckpt), "--fit", str(photo), "-o", str(tmp_path)]) == 2
     assert "give --style-image too" in capsys.readouterr().err
