@@ -18,6 +18,10 @@ from fastnst.checkpoint import CheckpointError, LoadedNetwork, load_network, net
 from fastnst.io import atomic_path
 from fastnst.models.transformer_net import TransformerNet
 
+# Bumped whenever the exported graph changes, so that ONNX and OpenVINO files cached by an older
+# fastnst are converted again (a checkpoint's hash alone would find the old graph).
+GRAPH_VERSION = 2
+
 
 class AlignedNet(nn.Module):
     """The network without its shape-dependent padding (traceable, for ONNX/TorchScript)."""

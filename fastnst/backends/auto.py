@@ -25,6 +25,7 @@ import torch
 from fastnst.backends import build_backend
 from fastnst.backends.base import BackendError
 from fastnst.backends.machine import cpu_name, emulated_precisions, library_versions, machine_key
+from fastnst.export import GRAPH_VERSION
 from fastnst.io import atomic_path
 
 CALIBRATION_SIZE = 256
@@ -111,7 +112,7 @@ class Record:
     """The cached timings of one network shape on this machine (``<cache>/auto/<hash>.json``)."""
 
     def __init__(self, cache_dir: Path, shape: dict):
-        self.key, digest = machine_key(network=shape, size=CALIBRATION_SIZE, version=CACHE_VERSION)
+        self.key, digest = machine_key(network=shape, size=CALIBRATION_SIZE, version=f"{CACHE_VERSION}.{GRAPH_VERSION}")
         self.path = cache_dir / "auto" / f"{digest}.json"
         self.timings: dict[str, float] = {}
         self.dropped: dict[str, str] = {}

@@ -13,10 +13,10 @@ from fastnst.models.transformer_net import pad_to_multiple
 
 
 def cached_onnx(net: nn.Module, checkpoint: Path, cache_dir: Path) -> Path:
-    """``<cache_dir>/onnx/<hash of the checkpoint>.onnx``, exported on first use."""
-    from fastnst.export import export_onnx
+    """``<cache_dir>/onnx/<hash of the checkpoint>-v<graph version>.onnx``, exported on first use."""
+    from fastnst.export import GRAPH_VERSION, export_onnx
 
-    path = cache_dir / "onnx" / f"{file_sha256(checkpoint)[:32]}.onnx"
+    path = cache_dir / "onnx" / f"{file_sha256(checkpoint)[:32]}-v{GRAPH_VERSION}.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(net, path)

@@ -5,6 +5,11 @@ once (on the CPUs measured, dynamic shapes ran as fast as a model reshaped to ea
 NNCF post-training quantization calibrated on crops of the photos fastnst ships; before int8 is
 offered its pictures are compared with fp32's (:func:`check_int8`) and the verdict is stored
 beside the quantized model.
+
+A conditioned network (multi-style, any painting) takes its style as a second input, so one file
+serves every style. Once a style is used again, the backend compiles a copy of the model with that
+style as a constant (:func:`fold_style`): OpenVINO then folds each norm's (γ, β) in as it does a
+one-style network's, which is what brings the per-photo time down to a one-style network's.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from fastnst.models.transformer_net import pad_to_multiple
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8 layers stay int8; the rest in f32
 INT8_TOLERANCE = 0.05  # int8 may move the picture by at most 5% of what stylizing moved it (see check_int8)
 CALIBRATION_CROPS = 8  # as good as 32 on the shipped networks (check_int8), in a third of the time
+FOLD_STYLES_AFTER = 2  # a style's second pass compiles a model with it folded in (tens of ms; a one-off never)
+FOLDED_KEPT = 4  # folded models kept per backend, the least recently used dropped
 
 
 def require_openvino():
@@ -111,10 +118,11 @@ def cached_openvino(net: nn.Module, checkpoint: Path, cache_dir: Path, int8: boo
     fp32 (:func:`check_int8`), storing the verdict in ``int8_check.json`` beside it.
     """
     from fastnst.backends.onnxruntime import cached_onnx
+    from fastnst.export import GRAPH_VERSION
     from fastnst.io import file_sha256
 
     ov = require_openvino()
-    folder = cache_dir / "openvino" / file_sha256(checkpoint)[:32]
+    folder = cache_dir / "openvino" / f"{file_sha256(checkpoint)[:32]}-v{GRAPH_VERSION}"
     fp32_path = folder / "model.xml"
     if not fp32_path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
@@ -138,13 +146,26 @@ def cached_openvino(net: nn.Module, checkpoint: Path, cache_dir: Path, int8: boo
         model = ov.Core().read_model(str(fp32_path))
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # NNCF's bars
             crops = calibration_images()
-            items = crops if conditions is None else [(c, conditions[i % len(conditions)]) for i, c in enumerate(crops)]
-            quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=CALIBRATION_CROPS)
+            if conditions is None:
+                items, options = crops, {}
+            else:  # the style's maps to (γ, β) stay in float: they fold into constants (fold_style)
+                items = [(c, conditions[i % len(conditions)]) for i, c in enumerate(crops)]
+                options = {"ignored_scope": nncf.IgnoredScope(types=["MatMul"])}
+            quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=CALIBRATION_CROPS, **options)
         _save_model(quantized, int8_path)
     verdict = folder / "int8_check.json"
     if not verdict.is_file() or "content_change" not in json.loads(verdict.read_text()):
-        weights = None if conditions is None else [torch.from_numpy(c) for c in conditions]
-        result = check_int8(OpenVinoBackend(fp32_path, "fp32"), OpenVinoBackend(int8_path, "int8"), weights=weights)
+        fp32 = OpenVinoBackend(fp32_path, "fp32")
+        if conditions is None:
+            result = check_int8(fp32, OpenVinoBackend(int8_path, "int8"))
+        else:  # a style used once runs the model as it is; one used again, folded in: both are checked
+            weights = [torch.from_numpy(c) for c in conditions]
+            result = check_int8(fp32, OpenVinoBackend(int8_path, "int8", fold_styles_after=None), weights=weights)
+            folded = check_int8(fp32, OpenVinoBackend(int8_path, "int8", fold_styles_after=1), weights=weights)
+            result = {
+                **result, "folded_style_change": folded["style_change"],
+                "folded_content_change": folded["content_change"], "passed": result["passed"] and folded["passed"],
+            }  # fmt: skip
         with atomic_path(verdict) as tmp:
             tmp.write_text(json.dumps(result, indent=2))
     return int8_path
@@ -156,6 +177,26 @@ def int8_verdict(model_path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def fold_style(model, condition: np.ndarray):
+    """A copy of a conditioned ``model`` (an ``ov.Model``) whose style input is the constant ``condition``
+    (1, S): the images are its only input, and the style's (γ, β) fold into the norms when it compiles.
+    A quantizer NNCF put on the style input is bypassed (its range came from other styles)."""
+    ov = require_openvino()
+    from openvino import opset13
+
+    model = model.clone()
+    style = model.inputs[1].get_node()
+    constant = opset13.constant(np.ascontiguousarray(condition, dtype=np.float32)).output(0)
+    for target in list(style.output(0).get_target_inputs()):
+        node = target.get_node()
+        inputs = node.output(0).get_target_inputs() if node.get_type_name() == "FakeQuantize" else [target]
+        for consumer in list(inputs):
+            consumer.replace_source_output(constant)
+    model.remove_parameter(style)
+    model.validate_nodes_and_infer_types()
+    return ov.Model(model.outputs, model.get_parameters(), model.get_friendly_name())
+
+
 class OpenVinoBackend(Backend):
     """Runs an OpenVINO IR (or ONNX) model on the CPU; inputs padded to multiples of 4, outputs cropped back.
 
@@ -163,6 +204,10 @@ class OpenVinoBackend(Backend):
         model_path: ``.xml`` IR or ``.onnx``.
         precision: ``fp32``, ``bf16`` (``INFERENCE_PRECISION_HINT``) or ``int8`` (a quantized model).
         threads: inference threads (default: OpenVINO's choice).
+        styles: a conditioned network's style names.
+        fold_styles_after: a conditioned network: the pass with the same style (every row of the batch
+            alike) at which a model with that style folded in is compiled and used from then on
+            (:func:`fold_style`); None never folds.
     """
 
     name = "openvino"
@@ -170,17 +215,19 @@ class OpenVinoBackend(Backend):
 
     def __init__(
         self, model_path: str | Path, precision: str = "fp32", threads: int | None = None,
-        styles: tuple[str, ...] | None = None,
+        styles: tuple[str, ...] | None = None, fold_styles_after: int | None = FOLD_STYLES_AFTER,
     ):  # fmt: skip
         ov = require_openvino()
         if precision not in PRECISION_HINTS:
             raise BackendError(f"the openvino backend runs in fp32, bf16 or int8, not {precision}")
         self.device, self.precision, self.model_path = torch.device("cpu"), precision, Path(model_path)
-        config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        self.config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
+            self.config["INFERENCE_NUM_THREADS"] = threads
+        self.core = ov.Core()
         try:
-            compiled = ov.Core().compile_model(str(model_path), "CPU", config)
+            self.model = self.core.read_model(str(model_path))
+            compiled = self.core.compile_model(self.model, "CPU", self.config)
         except Exception as exc:
             raise BackendError(f"{model_path}: OpenVINO cannot run it ({str(exc).splitlines()[0]})") from None
         self.request = compiled.create_infer_request()
@@ -188,11 +235,41 @@ class OpenVinoBackend(Backend):
         if len(compiled.inputs) > 1:  # a multi-style network; names from its checkpoint, else numbered
             count = compiled.inputs[1].get_partial_shape()[1].get_length()
             self.styles = tuple(styles) if styles else tuple(f"style{i}" for i in range(count))
+        self.fold_styles_after = fold_styles_after
+        self.uses: dict[bytes, int] = {}  # passes per style (its row's bytes)
+        self.folded: dict[bytes, object] = {}  # style -> infer request of its folded model, most recent last
 
     def run(self, images: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         h, w = images.shape[-2:]
         feed = {0: pad_to_multiple(images.detach().cpu().float(), 4).contiguous().numpy()}
+        request = self.request
         if self.styles is not None:
-            feed[1] = weights.detach().cpu().float().contiguous().numpy()
-        y = self.request.infer(feed)[0]
+            condition = weights.detach().cpu().float().reshape(-1, weights.shape[-1]).contiguous().numpy()
+            folded = self._folded(condition)
+            if folded is None:
+                feed[1] = np.broadcast_to(condition, (feed[0].shape[0], condition.shape[1])).copy()
+            else:
+                request = folded
+        y = request.infer(feed)[0]
         return torch.from_numpy(np.array(y))[..., :h, :w]
+
+    def _folded(self, condition: np.ndarray):
+        """The infer request of the model with this style folded in, compiled on its ``fold_styles_after``-th
+        pass; None for a batch of several styles, or a style not yet used that often."""
+        if self.fold_styles_after is None or (condition.shape[0] > 1 and not (condition == condition[:1]).all()):
+            return None
+        key = condition[:1].tobytes()
+        if key in self.folded:
+            self.folded[key] = self.folded.pop(key)  # most recently used last
+            return self.folded[key]
+        if len(self.uses) > 256:  # styles each used once (a server's uploads) are forgotten
+            self.uses.clear()
+        self.uses[key] = self.uses.get(key, 0) + 1
+        if self.uses[key] < self.fold_styles_after:
+            return None
+        del self.uses[key]
+        if len(self.folded) >= FOLDED_KEPT:
+            del self.folded[next(iter(self.folded))]
+        compiled = self.core.compile_model(fold_style(self.model, condition[:1]), "CPU", self.config)
+        self.folded[key] = compiled.create_infer_request()
+        return self.folded[key]

@@ -40,7 +40,7 @@ class TorchBackend(Backend):
     Args:
         net: the network (put in eval mode, gradients off, moved to ``device``).
         device: a torch device.
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; instance norm stays in float32).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; the norms keep (γ, β) in float32).
         channels_last: run in channels_last memory format.
         compile: ``torch.compile`` the network (dynamic shapes).
     """

@@ -96,6 +96,49 @@ def test_exported_graph_takes_the_embedding_as_an_input(tmp_path, backend):
         assert (other.stylize_tensor(x, style=style) - want).abs().max() < 1e-4
 
 
+def test_openvino_folds_a_style_used_again_into_the_model(tmp_path):
+    pytest.importorskip("openvino")
+    from fastnst.backends.onnxruntime import cached_onnx
+    from fastnst.backends.openvino import FOLDED_KEPT, OpenVinoBackend
+
+    net = tiny_arbitrary()
+    with torch.no_grad():
+        for norm in net.conditional_norms():
+            norm.weight.add_(torch.randn_like(norm.weight))
+    path = save_network(net, tmp_path / "arbitrary.safetensors", {"style": "arbitrary"})
+    backend = OpenVinoBackend(cached_onnx(net, path, tmp_path))
+    x, a, b = torch.rand(2, 3, 36, 44), net.stored("a").reshape(1, -1), net.stored("b").reshape(1, -1)
+
+    def check(weights):
+        with torch.no_grad():
+            want = net(x, weights.expand(2, -1))
+        assert (backend.run(x, weights) - want).abs().max() < 1e-4
+
+    check(a)  # a style's first pass: the model as it is
+    assert not backend.folded
+    check(a)  # its second: compiled with the style as a constant
+    (request,) = backend.folded.values()
+    compiled = request.get_compiled_model()
+    assert len(compiled.inputs) == 1  # the images only
+    layers = {op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()}
+    assert "FullyConnected" not in layers  # (γ, β) are no longer computed per pass
+    check(a.expand(2, -1))  # a batch in one style uses it too
+    check(torch.cat([a, b]))  # two styles in a batch: the model as it is
+    assert len(backend.folded) == 1
+    for i in range(FOLDED_KEPT + 1):  # the least recently used folded model goes
+        check(a + i + 1)
+        check(a + i + 1)
+    assert len(backend.folded) == FOLDED_KEPT and a.numpy().tobytes() not in backend.folded
+
+
+def test_a_batch_paints_as_its_images_one_by_one():
+    net = tiny_arbitrary()  # a batch folds its samples into the norms' channels; one image does not
+    x, embeddings = torch.rand(2, 3, 24, 28), torch.randn(2, 8)
+    with torch.no_grad():
+        one_by_one = torch.cat([net(x[i : i + 1], embeddings[i]) for i in range(2)])
+        assert torch.allclose(net(x, embeddings), one_by_one, atol=1e-6)
+
+
 def test_int8_is_calibrated_and_checked_over_the_stored_styles(arbitrary_ckpt, tmp_path):
     pytest.importorskip("openvino")
     from fastnst.backends.openvino import cached_openvino, int8_verdict, style_conditions
