@@ -186,7 +186,7 @@ def add_stylize_dataset_parser(sub) -> None:
 def add_fit_argument(parser, prefix: str = "") -> None:
     """``--fit``, ``--fit-steps N`` and ``--fit-photos DIR``: a painting's predicted style refined on the painting."""
     parser.add_argument("--fit", action="store_true",
-                        help=f"{prefix}refine the predicted style on the painting itself (100 steps: about 75 s on "
+                        help=f"{prefix}refine the predicted style on the painting itself (100 steps: about 45 s on "
                              "2 cores, once; kept): texture much nearer the painting's")  # fmt: skip
     parser.add_argument("--fit-steps", type=int, default=100, metavar="N", help="--fit: steps (default 100)")
     parser.add_argument("--fit-photos", default=None, metavar="DIR",
@@ -198,7 +198,7 @@ def fit_style(stylizer, painting: str, steps: int, photos: str | None, quiet: bo
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if steps < 1:
-        raise ValueError(f"--fit-steps {steps}: give a number of steps >= 1 (100 take about 75 s on 2 cores)")
+        raise ValueError(f"--fit-steps {steps}: give a number of steps >= 1 (100 take about 45 s on 2 cores)")
     with Progress(TextColumn(f"[bold]fitting {Path(painting).name}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), disable=quiet, transient=True) as progress:  # fmt: skip
         task = progress.add_task("fit", total=steps)

@@ -132,9 +132,14 @@ def fit_objective(net, painting, photos, embedding):
         return float((distance(out) / distance(own)).mean() + content)
 
 
-def test_fitting_a_style_lowers_its_loss_and_leaves_the_network_alone(stylizer, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fitting_a_style_lowers_its_loss_and_leaves_the_network_alone(stylizer, tmp_path, precision):
+    from fastnst.backends.machine import emulated_precisions
     from fastnst.io import load_image
     from fastnst.stylize.paintings import fit_embedding
+
+    if precision in emulated_precisions():
+        pytest.skip("this CPU would emulate bf16 (no AVX512-BF16 or AMX): a fit never runs in it here")
 
     painting = load_image(write_photo(tmp_path / "painting.png", size=(96, 80), seed=21))
     photos = [load_image(write_photo(tmp_path / f"p{i}.png", size=(60, 48), seed=30 + i)) for i in range(3)]
@@ -143,7 +148,16 @@ def test_fitting_a_style_lowers_its_loss_and_leaves_the_network_alone(stylizer, 
     start = stylizer.embed(tmp_path / "painting.png")
     steps = []
     fitted = fit_embedding(
-        net, painting, start, photos, steps=25, lr=0.05, crop=40, style_weight=1.0, on_step=lambda s, n: steps.append(s)
+        net,
+        painting,
+        start,
+        photos,
+        steps=25,
+        lr=0.05,
+        crop=40,
+        style_weight=1.0,
+        on_step=lambda s, n: steps.append(s),
+        precision=precision,
     )
     assert steps == list(range(1, 26)) and not torch.equal(fitted, start)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # only the embedding moved
@@ -152,6 +166,16 @@ def test_fitting_a_style_lowers_its_loss_and_leaves_the_network_alone(stylizer, 
     assert fit_objective(net, target, fixed, fitted) < 0.9 * fit_objective(net, target, fixed, start)
     photo = Image.open(tmp_path / "p0.png")
     assert stylizer.stylize(photo, style=fitted).tobytes() != stylizer.stylize(photo, style=start).tobytes()
+
+
+def test_a_fit_runs_in_bf16_only_where_a_measured_bf16_step_was_faster(monkeypatch):
+    from fastnst.stylize.paintings import fit_precision
+    from fastnst.training import precision
+
+    for measured, expected in (("bf16-mixed", "bf16"), ("32-true", "fp32")):
+        monkeypatch.setattr(precision, "cpu_training_precision", lambda measured=measured: measured)
+        assert fit_precision(torch.device("cpu")) == expected
+    assert fit_precision(torch.device("cuda")) == "fp32"
 
 
 def test_styles_add_fit_keeps_the_fitted_style_and_says_so(arbitrary_ckpt, tmp_path, capsys, monkeypatch):
