@@ -1,0 +1,51 @@
+"""scripts/distill_predictor.py: fitted styles of training paintings, distilled into the predictor's output layer."""
+
+import pytest
+import torch
+from conftest import load_script, write_photo
+
+from fastnst.checkpoint import load_network
+
+distill = load_script("distill_predictor")
+
+
+def test_the_ridge_recovers_a_shared_correction_better_than_the_mean_shift():
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.rand(64, 12, generator=generator)
+    planted, shift = torch.randn(12, 5, generator=generator), torch.randn(5, generator=generator)
+    deltas = hidden @ planted + shift + 0.01 * torch.randn(64, 5, generator=generator)
+    ridge, scores = distill.choose_ridge(hidden, deltas, ridges=(0.01, 1.0, 100.0))
+    assert ridge == 0.01 and scores["0.01"] > 0.99 > scores["shift"]  # a correction that varies is not a shift
+    a, c = distill.ridge_fit(hidden, deltas, ridge)
+    assert (hidden @ a + c - deltas).abs().max() < 0.05
+    with pytest.raises(ValueError, match="at least 2"):
+        distill.choose_ridge(hidden[:1], deltas[:1])
+
+
+def test_harvest_resumes_and_apply_moves_the_predictions_towards_the_fits(arbitrary_ckpt, tmp_path, capsys):
+    paintings = [write_photo(tmp_path / "paintings" / f"p{i}.png", size=(96, 80), seed=40 + i) for i in range(3)]
+    (tmp_path / "paintings" / "broken.jpg").write_bytes(b"not a painting")
+    net = load_network(arbitrary_ckpt).net.eval()
+    harvest = tmp_path / "harvest.pt"
+    lines = []
+    samples = distill.harvest(net, [*paintings, tmp_path / "paintings" / "broken.jpg"], harvest, steps=3, log=lines.append)
+    assert len(samples["paths"]) == 3 and any(line.startswith("skipped") and "broken.jpg" in line for line in lines)
+    assert all(not torch.equal(f, p) for f, p in zip(samples["fit"], samples["pred"]))
+    lines.clear()
+    assert len(distill.harvest(net, paintings, harvest, steps=3, log=lines.append)["paths"]) == 3 and not lines
+    with pytest.raises(ValueError, match="3 fit steps, not 5"):
+        distill.harvest(net, paintings, harvest, steps=5)
+
+    out = tmp_path / "distilled.safetensors"
+    assert distill.main(["apply", str(harvest), "--ckpt", str(arbitrary_ckpt), "-o", str(out)]) == 0
+    new = load_network(out)
+    stats, fitted = torch.stack(samples["stats"]), torch.stack(samples["fit"])
+    with torch.no_grad():
+        before, after = net.embed_statistics(stats), new.net.embed_statistics(stats)
+    assert (after - fitted).norm() < 0.7 * (before - fitted).norm()  # (stored in fp16, as shipped)
+    old_state, new_state = net.state_dict(), new.net.state_dict()
+    changed = [k for k in old_state if not torch.equal(old_state[k].half(), new_state[k].half())]
+    assert changed and all(k.startswith("style_predictor.mlp.3.") for k in changed)  # the output layer only
+    assert "distilled from 3-step fits of 3 training paintings" in new.info.card["recipe"]
+    assert distill.main(["apply", str(harvest), "--ckpt", str(arbitrary_ckpt), "-o", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
