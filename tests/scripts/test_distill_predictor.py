@@ -2,9 +2,10 @@
 
 import pytest
 import torch
-from conftest import load_script, write_photo
 
 from fastnst.checkpoint import load_network
+
+from conftest import load_script, write_photo
 
 distill = load_script("distill_predictor")
 
@@ -28,7 +29,9 @@ def test_harvest_resumes_and_apply_moves_the_predictions_towards_the_fits(arbitr
     net = load_network(arbitrary_ckpt).net.eval()
     harvest = tmp_path / "harvest.pt"
     lines = []
-    samples = distill.harvest(net, [*paintings, tmp_path / "paintings" / "broken.jpg"], harvest, steps=3, log=lines.append)
+    samples = distill.harvest(
+        net, [*paintings, tmp_path / "paintings" / "broken.jpg"], harvest, steps=3, log=lines.append
+    )
     assert len(samples["paths"]) == 3 and any(line.startswith("skipped") and "broken.jpg" in line for line in lines)
     assert all(not torch.equal(f, p) for f, p in zip(samples["fit"], samples["pred"]))
     lines.clear()
