@@ -49,14 +49,16 @@ def training_paintings(root: Path, shard: int, shards: int, held_out: float = HE
 
 def harvest(
     net, paintings: list[Path], output: Path, steps: int = FIT_STEPS, count: int | None = None,
-    precision: str = "fp32", log=print,
+    precision: str = "fp32", network: str | None = None, log=print,
 ) -> dict:  # fmt: skip
     """Fit each painting's predicted style and keep (statistics, predicted, fitted); resumes from ``output``.
+
+    Args:
+        network: the checkpoint's hash, kept in the file.
 
     Returns:
         ``{"paths", "stats" (N, 1920), "pred" (N, E), "fit" (N, E), "steps", "network"}`` as saved.
     """
-    network = getattr(net, "sha256", None)
     samples = torch.load(output, weights_only=True) if output.is_file() else None
     samples = samples or {"paths": [], "stats": [], "pred": [], "fit": [], "steps": steps, "network": network}
     if samples["steps"] != steps:
@@ -180,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         shard, _, shards = args.shard.partition("/")
         paintings = training_paintings(args.paintings, int(shard), int(shards or 1))
         precision = P.fit_precision(torch.device("cpu")) if args.precision == "auto" else args.precision
-        net.sha256 = file_sha256(args.ckpt)
-        harvest(net, paintings, args.output, args.steps, args.count, precision)
+        harvest(net, paintings, args.output, args.steps, args.count, precision, file_sha256(args.ckpt))
         return 0
     if args.output.exists() and not args.overwrite:
         print(f"error: {args.output} exists; give another -o or --overwrite", file=sys.stderr)

@@ -181,7 +181,7 @@ def fold_style(model, condition: np.ndarray):
     """A copy of a conditioned ``model`` (an ``ov.Model``) whose style input is the constant ``condition``
     (1, S): the images are its only input, and the style's (γ, β) fold into the norms when it compiles.
     A quantizer NNCF put on the style input is bypassed (its range came from other styles)."""
-    ov = require_openvino()
+    require_openvino()
     from openvino import opset13
 
     model = model.clone()
@@ -194,7 +194,7 @@ def fold_style(model, condition: np.ndarray):
             consumer.replace_source_output(constant)
     model.remove_parameter(style)
     model.validate_nodes_and_infer_types()
-    return ov.Model(model.outputs, model.get_parameters(), model.get_friendly_name())
+    return model
 
 
 class OpenVinoBackend(Backend):
