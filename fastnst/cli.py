@@ -193,14 +193,24 @@ def add_fit_argument(parser, prefix: str = "") -> None:
                         help="photos to fit on (default: the four shipped with fastnst)")  # fmt: skip
 
 
+def progress_bar(*columns, quiet: bool = False, transient: bool = False):
+    """A rich progress bar on stderr, drawn only on a terminal: piped into a file or a CI log, the lines
+    around it are all that is written, with no frozen or half-drawn bars between them."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    return Progress(*columns, console=console, transient=transient, disable=quiet or not console.is_terminal)
+
+
 def fit_style(stylizer, painting: str, steps: int, photos: str | None, quiet: bool = False):
     """The painting's fitted embedding, with a progress bar; ValueError for a bad ``--fit``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     if steps < 1:
         raise ValueError(f"--fit-steps {steps}: give a number of steps >= 1 (100 take about 45 s on 2 cores)")
-    with Progress(TextColumn(f"[bold]fitting {Path(painting).name}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), disable=quiet, transient=True) as progress:  # fmt: skip
+    with progress_bar(TextColumn(f"[bold]fitting {Path(painting).name}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), quiet=quiet, transient=True) as progress:  # fmt: skip
         task = progress.add_task("fit", total=steps)
         return stylizer.fit_style(
             painting, steps, photos, on_step=lambda step, _: progress.update(task, completed=step)
@@ -273,14 +283,13 @@ class StylizeProgress:
     """A progress bar over the pipeline's jobs: images, each video's frames, a huge image's tiles."""
 
     def __init__(self, plan, quiet: bool, tiled: bool):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
         self.images = sum(1 for job in plan.jobs if not job.is_video)
-        self.bar = Progress(
+        self.bar = progress_bar(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[name]}"), console=Console(stderr=True), transient=False,
-            disable=quiet or (len(plan.jobs) < 2 and not tiled and self.images == len(plan.jobs)),
+            TextColumn("{task.fields[name]}"),
+            quiet=quiet or (len(plan.jobs) < 2 and not tiled and self.images == len(plan.jobs)),
         )  # fmt: skip
         self.tasks: dict[str, object] = {}
 
@@ -464,7 +473,7 @@ def describe(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from fastnst.backends.torch_backend import pick_device
     from fastnst.io import ImageReadError, load_image, save_image, tensor_to_pil
@@ -488,8 +497,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         style_weight=args.style_weight, tv_weight=args.tv_weight, coarse_to_fine=args.coarse_to_fine,
     )  # fmt: skip
     started = time.perf_counter()
-    with Progress(TextColumn("[bold]optimize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  TextColumn("loss {task.fields[loss]}")) as progress:  # fmt: skip
+    with progress_bar(TextColumn("[bold]optimize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      TextColumn("loss {task.fields[loss]}")) as progress:  # fmt: skip
         task = progress.add_task("optimize", total=args.steps, loss="")
         result = gatys(
             content, style, vgg, config, lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.4g}")
@@ -569,11 +578,10 @@ def evaluation_stylizers(args: argparse.Namespace) -> dict:
 
 def gatys_bar():
     """One progress bar per Gatys run (minutes each on a CPU), reset for each run; messages print above it."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), console=Console(stderr=True), transient=True)  # fmt: skip
+    bar = progress_bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), transient=True)  # fmt: skip
     task = bar.add_task("", total=None, visible=False)
 
     def on_gatys_step(what: str, step: int, steps: int) -> None:
@@ -682,7 +690,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_stylize_dataset(args: argparse.Namespace) -> int:
     """Stylize a folder tree with a progress bar (images/s, ETA); exit 1 when any input failed."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from fastnst.backends.base import BackendError
     from fastnst.checkpoint import CheckpointError
@@ -696,8 +704,8 @@ def cmd_stylize_dataset(args: argparse.Namespace) -> int:
         preserve_color=args.preserve_color, batch_size=max(1, args.batch_size), overwrite=args.overwrite,
         backend=args.backend, precision=args.precision,
     )  # fmt: skip
-    bar = Progress(TextColumn("[bold]stylize-dataset"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), disable=args.quiet)  # fmt: skip
+    bar = progress_bar(TextColumn("[bold]stylize-dataset"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), quiet=args.quiet)  # fmt: skip
     task = bar.add_task("images", total=None, rate="")
     started = time.perf_counter()
 

@@ -239,6 +239,12 @@ def test_input_given_twice_is_done_once(tmp_path, tiny_ckpt, capsys):
     assert code == 0 and "given more than once" in err and "stylized 1 image" in out
 
 
+def test_piped_output_has_the_lines_and_no_progress_bars(tmp_path, photo_dir, tiny_ckpt, capsys):
+    code, out, err = run(capsys, "stylize", "--ckpt", tiny_ckpt, photo_dir / "sub", "-o", tmp_path / "out")
+    assert code == 0 and "stylized" in out  # captured: not a terminal, as in a log file or a CI job
+    assert "━" not in err and "stylize" not in err
+
+
 def test_unwritable_output_folder(tmp_path, tiny_ckpt, capsys):
     if os.geteuid() == 0:
         blocker = tmp_path / "file"
