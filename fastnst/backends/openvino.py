@@ -244,7 +244,7 @@ class OpenVinoBackend(Backend):
         feed = {0: pad_to_multiple(images.detach().cpu().float(), 4).contiguous().numpy()}
         request = self.request
         if self.styles is not None:
-            condition = weights.detach().cpu().float().reshape(-1, weights.shape[-1]).contiguous().numpy()
+            condition = self._condition(weights)
             folded = self._folded(condition)
             if folded is None:
                 feed[1] = np.broadcast_to(condition, (feed[0].shape[0], condition.shape[1])).copy()
@@ -252,6 +252,16 @@ class OpenVinoBackend(Backend):
                 request = folded
         y = request.infer(feed)[0]
         return torch.from_numpy(np.array(y))[..., :h, :w]
+
+    def fold(self, weights: torch.Tensor) -> None:
+        """Compile the model with this style folded in now (as its second pass would): (1, S) or (S,)."""
+        condition = self._condition(weights)[:1]
+        if condition.tobytes() not in self.folded:
+            self._compile_folded(condition)
+
+    @staticmethod
+    def _condition(weights: torch.Tensor) -> np.ndarray:
+        return weights.detach().cpu().float().reshape(-1, weights.shape[-1]).contiguous().numpy()
 
     def _folded(self, condition: np.ndarray):
         """The infer request of the model with this style folded in, compiled on its ``fold_styles_after``-th
@@ -267,9 +277,13 @@ class OpenVinoBackend(Backend):
         self.uses[key] = self.uses.get(key, 0) + 1
         if self.uses[key] < self.fold_styles_after:
             return None
-        del self.uses[key]
+        return self._compile_folded(condition[:1])
+
+    def _compile_folded(self, condition: np.ndarray):
+        key = condition.tobytes()
+        self.uses.pop(key, None)
         if len(self.folded) >= FOLDED_KEPT:
             del self.folded[next(iter(self.folded))]
-        compiled = self.core.compile_model(fold_style(self.model, condition[:1]), "CPU", self.config)
+        compiled = self.core.compile_model(fold_style(self.model, condition), "CPU", self.config)
         self.folded[key] = compiled.create_infer_request()
         return self.folded[key]

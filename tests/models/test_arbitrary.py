@@ -129,6 +129,10 @@ def test_openvino_folds_a_style_used_again_into_the_model(tmp_path):
         check(a + i + 1)
         check(a + i + 1)
     assert len(backend.folded) == FOLDED_KEPT and a.numpy().tobytes() not in backend.folded
+    backend.fold(b)  # at once (how `--backend auto` times a conditioned network)
+    assert b.numpy().tobytes() in backend.folded
+    check(b)
+    assert b.numpy().tobytes() not in backend.uses  # its first pass ran folded
 
 
 def test_a_batch_paints_as_its_images_one_by_one():
