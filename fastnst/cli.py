@@ -203,12 +203,23 @@ def progress_bar(*columns, quiet: bool = False, transient: bool = False):
     return Progress(*columns, console=console, transient=transient, disable=quiet or not console.is_terminal)
 
 
+def requested_fit_steps(args: argparse.Namespace) -> int:
+    """``--fit-steps`` when ``--fit`` is given, else 0 (no fit).
+
+    Raises:
+        ValueError: fewer than 1 step (one line).
+    """
+    if not args.fit:
+        return 0
+    if args.fit_steps < 1:
+        raise ValueError(f"--fit-steps {args.fit_steps}: give a number of steps >= 1 (100 take about 45 s on 2 cores)")
+    return args.fit_steps
+
+
 def fit_style(stylizer, painting: str, steps: int, photos: str | None, quiet: bool = False):
-    """The painting's fitted embedding, with a progress bar; ValueError for a bad ``--fit``."""
+    """The painting's fitted embedding (``steps`` from :func:`requested_fit_steps`), with a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    if steps < 1:
-        raise ValueError(f"--fit-steps {steps}: give a number of steps >= 1 (100 take about 45 s on 2 cores)")
     with progress_bar(TextColumn(f"[bold]fitting {Path(painting).name}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), quiet=quiet, transient=True) as progress:  # fmt: skip
         task = progress.add_task("fit", total=steps)
@@ -269,9 +280,8 @@ def prepare_stylize(args: argparse.Namespace):
     if args.style_image:
         if args.style:
             raise pipeline.OptionsError("give --style or --style-image, not both")
-        fitted = (
-            fit_style(stylizer, args.style_image, args.fit_steps, args.fit_photos, args.quiet) if args.fit else None
-        )
+        steps = requested_fit_steps(args)
+        fitted = fit_style(stylizer, args.style_image, steps, args.fit_photos, args.quiet) if steps else None
         options.style = stylizer.add_style(painting_label(args.style_image), args.style_image, fitted)
     elif args.fit:
         raise pipeline.OptionsError("--fit refines a painting's style: give --style-image too")
@@ -615,12 +625,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             progress=lambda line: bar.console.print(line, markup=False, highlight=False, soft_wrap=True),
             cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()), frontier=args.frontier,
         )  # fmt: skip
-        if args.fit and args.fit_steps < 1:
-            raise ValueError(f"--fit-steps {args.fit_steps}: give a number of steps >= 1")
+        fit_steps = requested_fit_steps(args)
         with bar:
             if args.paintings:
                 return report_paintings(stylizers, paintings_to_score(args), photos, Path(args.output_dir), options,
-                                        args.fit_steps if args.fit else 0, args.fit_photos)  # fmt: skip
+                                        fit_steps, args.fit_photos)  # fmt: skip
             report = evaluate(stylizers, Path(args.style), photos, Path(args.output_dir), **options)
     except (CheckpointError, BackendError, ImageReadError, ValueError, ImportError) as exc:
         return fail(str(exc))
@@ -746,12 +755,12 @@ def cmd_styles(args: argparse.Namespace) -> int:
             return fail(f"{ckpt}: not an any-painting network; give --ckpt checkpoints/arbitrary.safetensors")
         store = UserStyles()
         if args.styles_command == "add":
-            if args.fit:
-                embedding = fit_style(stylizer, args.painting, args.fit_steps, args.fit_photos)
-            else:
-                embedding = stylizer.embed(args.painting)
+            steps = requested_fit_steps(args)
+            embedding = (
+                fit_style(stylizer, args.painting, steps, args.fit_photos) if steps else stylizer.embed(args.painting)
+            )
             store.add(args.name, Path(args.painting), file_sha256(args.painting), stylizer.network_sha256, embedding,
-                      fit_steps=args.fit_steps if args.fit else 0)  # fmt: skip
+                      fit_steps=steps)  # fmt: skip
             print(f"added style '{args.name}' from {args.painting} to {store.path}; "
                   f"use it with: fastnst stylize --ckpt {ckpt} --style {args.name} photo.jpg")  # fmt: skip
             return EXIT_OK

@@ -83,7 +83,7 @@ def fit_sheet(args) -> int:
     """docs/images/any_painting_fit.jpg: the 8 held-out paintings `fastnst evaluate --held-out` scores, each on
     a photo the fit never saw, through the predictor (milliseconds) and fitted (``fastnst styles add --fit``,
     on the bundled photos), with the texture distance of each picture under it."""
-    from fastnst.data import find_images, split_held_out
+    from fastnst.cli import paintings_to_score
     from fastnst.evaluation.metrics import Judge
     from fastnst.evaluation.report import contact_sheet
     from fastnst.io import load_image
@@ -91,8 +91,8 @@ def fit_sheet(args) -> int:
     if not args.paintings.is_dir():
         print(f"showcase: {args.paintings}: no such folder of paintings; the fit sheet is left as it is")
         return 0
-    held = split_held_out(find_images(args.paintings), args.paintings, args.held_out)[1]
-    held = held[:: max(1, len(held) // 8)][:8]  # the evaluation's choice (fastnst evaluate --max-paintings 8)
+    # the evaluation's choice (fastnst evaluate --held-out --max-paintings 8)
+    held = paintings_to_score(argparse.Namespace(paintings=args.paintings, held_out=args.held_out, max_paintings=8))
     photo_path = next(path for path, _ in expand_inputs(args.photos)[0])
     photo = load_image(photo_path, 384)
     ckpt = args.checkpoints[0] if args.checkpoints else ROOT / "checkpoints" / "arbitrary.safetensors"
