@@ -1,4 +1,4 @@
-"""Distil fitted styles into the any-painting network's style predictor (its output layer), on the CPU.
+"""Distil fitted styles into the any-painting network's style predictor (a linear skip layer), on the CPU.
 
     python scripts/distill_predictor.py harvest --ckpt checkpoints/arbitrary.safetensors \
         --paintings ../shared/data/paintings --shard 0/2 -o runs/harvest0.pt     # one per core
@@ -9,14 +9,15 @@
 paintings (the held-out share, by the training split's path hash, is never used), shuffled by a seed
 and split into shards, and keeps per painting its VGG statistics, the predicted embedding and the
 fitted one. It saves after every painting and skips those already in the file, so it can stop and
-continue. ``apply`` ridge-regresses the fits' corrections (fitted - predicted) on the predictor's
-hidden features, the ridge chosen by k-fold cross-validation, and adds the result to the predictor's
-output layer: every other weight, and the named styles, stay as they were.
+continue. ``apply`` ridge-regresses the fits' corrections (fitted - the MLP's prediction) on the log
+statistics the predictor reads, the ridge chosen by k-fold cross-validation, and stores the result as
+the predictor's ``skip`` layer (``model.predictor_skip``), added to the MLP's output: every other
+weight, and the named styles, stay as they were. Applying again (more harvests) learns the skip anew.
 
 Why: the fit brings held-out texture from 0.35 to 0.21 but costs about 45 s per painting; the
-predictor is one pass. Much of the fits' correction is shared between paintings (a mean shift alone
-explains about half of it), so a linear correction learnt from a hundred or so fits carries over to
-paintings never fitted (docs/quality.md).
+predictor is one pass. A linear read of the statistics carries the fits' corrections over to paintings
+never fitted; the MLP's hidden layer, regressed on the same way, explains less of them and did not
+move held-out texture (docs/quality.md).
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from fastnst.checkpoint import load_network, save_network
 from fastnst.data import find_images, split_held_out
 from fastnst.io import atomic_path, file_sha256
 from fastnst.models.arbitrary import PAINTING_SIZE, painting_statistics, prepare_painting
+from fastnst.models.registry import build_network
 from fastnst.stylize import paintings as P
 
-RIDGES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+RIDGES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # on log statistics scaled to unit mean square norm
 HELD_OUT = 0.05  # the training split's (data.style_held_out)
+SKIP_RECIPE = "; then the predictor's skip layer learnt from "  # the card's recipe; replaced when applied again
 FIT_STEPS = 60  # 40-60 steps give most of a fit's gain (docs/quality.md); more paintings beat longer fits
 
 
@@ -90,24 +93,32 @@ def harvest(
     return samples
 
 
-def hidden_features(net, stats: torch.Tensor) -> torch.Tensor:
-    """What the predictor's output layer reads: (N, hidden) from painting statistics (N, 1920)."""
-    mlp = net.style_predictor.mlp
-    with torch.no_grad():
-        return mlp[:-1](torch.log1p(stats.float().clamp_min(0)))
+def with_skip(net):
+    """``net`` with a predictor ``skip`` layer (``model.predictor_skip``): itself if it has one, else a
+    copy with every weight of ``net`` and the skip at zero, so it predicts exactly what ``net`` does."""
+    if net.config.predictor_skip:
+        return net
+    wider = build_network(net.arch, {**net.config.to_dict(), "predictor_skip": True}).eval()
+    missing = wider.load_state_dict(net.state_dict(), strict=False).missing_keys
+    assert all(k.startswith("style_predictor.skip.") for k in missing), missing
+    return wider
 
 
-def ridge_fit(hidden: torch.Tensor, deltas: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``deltas ≈ hidden @ A + c`` by ridge regression (the mean shift unpenalised): A (H, E), c (E,)."""
-    h, d = hidden.double(), deltas.double()
-    mean_h, mean_d = h.mean(0), d.mean(0)
-    x = h - mean_h
-    a = torch.linalg.solve(x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype), x.T @ (d - mean_d))
-    return a.float(), (mean_d - mean_h @ a).float()
+def ridge_fit(features: torch.Tensor, deltas: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``deltas ≈ features @ A + c`` by ridge regression (the mean shift unpenalised): A (F, E), c (E,).
+
+    Solved in the paintings' space (N x N), as there are fewer paintings than features.
+    """
+    x, d = features.double(), deltas.double()
+    mean_x, mean_d = x.mean(0), d.mean(0)
+    x = x - mean_x
+    alpha = torch.linalg.solve(x @ x.T + ridge * torch.eye(len(x), dtype=x.dtype), d - mean_d)
+    a = x.T @ alpha
+    return a.float(), (mean_d - mean_x @ a).float()
 
 
 def choose_ridge(
-    hidden: torch.Tensor, deltas: torch.Tensor, ridges=RIDGES, folds: int = 8
+    features: torch.Tensor, deltas: torch.Tensor, ridges=RIDGES, folds: int = 8
 ) -> tuple[float, dict[str, float]]:
     """The ridge with the best k-fold share of the corrections explained (R²); R² of each, and of the
     mean shift alone (``"shift"``)."""
@@ -129,31 +140,41 @@ def choose_ridge(
     for ridge in ridges:
 
         def predict(tr, te, ridge=ridge):
-            a, c = ridge_fit(hidden[tr], deltas[tr], ridge)
-            return hidden[te] @ a + c
+            a, c = ridge_fit(features[tr], deltas[tr], ridge)
+            return features[te] @ a + c
 
         scores[f"{ridge:g}"] = explained(predict)
     best = max(ridges, key=lambda r: scores[f"{r:g}"])
     return best, scores
 
 
-def apply(net, samples: dict, folds: int = 8, log=print) -> dict:
-    """Add the cross-validated ridge correction to ``net``'s predictor output layer (in place)."""
+def apply(net, samples: dict, folds: int = 8, log=print):
+    """Learn the predictor's ``skip`` layer from the fits: returns (the network with it, a report).
+
+    The skip reads the log statistics (what the MLP reads) and adds the fits' correction to the MLP's
+    prediction. A network that has a skip already gets a new one, learnt from all the harvests: the
+    harvests may have been made with it or with the same MLP alone.
+    """
+    net = with_skip(net)
+    predictor = net.style_predictor
     stats, predicted, fitted = (torch.stack(samples[k]).float() for k in ("stats", "pred", "fit"))
-    hidden = hidden_features(net, stats)
-    now = net.style_predictor.mlp[-1](hidden).detach()
-    if (now - predicted).abs().max() > 1e-3:
-        raise ValueError("the harvest was made with another predictor; harvest again with this network")
-    deltas = fitted - predicted
-    ridge, scores = choose_ridge(hidden, deltas, folds=folds)
-    a, c = ridge_fit(hidden, deltas, ridge)
+    logs = predictor.log_statistics(stats)
     with torch.no_grad():
-        layer = net.style_predictor.mlp[-1]
-        layer.weight += a.T
-        layer.bias += c
+        base = predictor.mlp(logs)
+        with_old = base + predictor.skip(logs)
+    if min((base - predicted).abs().max(), (with_old - predicted).abs().max()) > 1e-3:
+        raise ValueError("the harvest was made with another predictor; harvest again with this network")
+    deltas = fitted - base
+    # one scale for all features, so the ridges mean the same whatever the network's statistics
+    scale = float((logs - logs.mean(0)).pow(2).sum(1).mean().sqrt())
+    ridge, scores = choose_ridge(logs / scale, deltas, folds=folds)
+    a, c = ridge_fit(logs / scale, deltas, ridge)
+    with torch.no_grad():
+        predictor.skip.weight.copy_(a.T / scale)
+        predictor.skip.bias.copy_(c)
     log("share of the fits' corrections explained on paintings left out (k-fold R²): "
         + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()) + f"; chosen ridge {ridge:g}")  # fmt: skip
-    return {"ridge": ridge, "scores": scores, "paintings": len(deltas), "steps": samples["steps"]}
+    return net, {"ridge": ridge, "scores": scores, "paintings": len(deltas), "steps": samples["steps"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,12 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the harvests were fitted with different numbers of steps", file=sys.stderr)
         return 2
     samples = {k: [v for p in parts for v in p[k]] for k in ("paths", "stats", "pred", "fit")}
-    report = apply(net, {**samples, "steps": parts[0]["steps"]})
+    net, report = apply(net, {**samples, "steps": parts[0]["steps"]})
     info = loaded.info
     card = dict(info.card or {})
     card["recipe"] = (
-        card.get("recipe", "").rstrip(".")
-        + f"; then the predictor's output layer distilled from {report['steps']}-step fits of "
+        card.get("recipe", "").split(SKIP_RECIPE)[0].rstrip(".") + f"{SKIP_RECIPE}{report['steps']}-step fits of "
         f"{report['paintings']} training paintings (ridge {report['ridge']:g}, scripts/distill_predictor.py)"
     )
     info.card = card

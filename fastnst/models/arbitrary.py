@@ -45,12 +45,16 @@ class ArbitraryStyleNetConfig(TransformerNetConfig):
         styles: names of the stored embeddings (rows of ``style_embeddings``), may be empty.
         encoder_channel_scale: channel multiplier of the VGG layers the predictor reads (1.0: VGG19's;
             smaller only for tiny test networks on a random loss network of the same scale).
+        predictor_skip: the predictor also reads the log statistics linearly, beside its MLP (a
+            :class:`StylePredictor` ``skip`` layer, starting at zero; ``scripts/distill_predictor.py``
+            learns it from fitted styles).
     """
 
     embedding_dim: int = 100
     hidden_dim: int = 512
     styles: tuple[str, ...] = ()
     encoder_channel_scale: float = 1.0  # the VGG's channels times this: 1.0, but for tiny test networks
+    predictor_skip: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -103,17 +107,28 @@ class StyleEncoder(nn.Module):
 
 
 class StylePredictor(nn.Module):
-    """Painting statistics (B, 1920) -> style embedding (B, E): log, layer norm, a two-layer MLP."""
+    """Painting statistics (B, 1920) -> style embedding (B, E): log, layer norm, a two-layer MLP; with
+    ``skip``, plus a linear map of the log statistics (``skip``, zero at the start)."""
 
-    def __init__(self, embedding_dim: int, hidden_dim: int, channel_scale: float = 1.0):
+    def __init__(self, embedding_dim: int, hidden_dim: int, channel_scale: float = 1.0, skip: bool = False):
         super().__init__()
         size = 2 * sum(max(1, round(c * channel_scale)) for c in STYLE_TAP_CHANNELS)
         self.mlp = nn.Sequential(
             nn.LayerNorm(size), nn.Linear(size, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, embedding_dim)
         )
+        self.skip = nn.Linear(size, embedding_dim) if skip else None
+        if self.skip is not None:
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
+
+    @staticmethod
+    def log_statistics(statistics: torch.Tensor) -> torch.Tensor:
+        """What the predictor reads: ``log(1 + statistics)``, (B, 1920) in float32."""
+        return torch.log1p(statistics.float().clamp_min(0))
 
     def forward(self, statistics: torch.Tensor) -> torch.Tensor:
-        return self.mlp(torch.log1p(statistics.float().clamp_min(0)))
+        logs = self.log_statistics(statistics)
+        return self.mlp(logs) if self.skip is None else self.mlp(logs) + self.skip(logs)
 
 
 @register_architecture("johnson_arbitrary", ArbitraryStyleNetConfig)
@@ -132,7 +147,9 @@ class ArbitraryStyleNet(ConditionedNet):
         dim = config.embedding_dim
         super().__init__(config, norm_layer=lambda c: ConditionalInstanceNorm(c, dim + 1))
         self.style_encoder = StyleEncoder(config.encoder_channel_scale)
-        self.style_predictor = StylePredictor(dim, config.hidden_dim, config.encoder_channel_scale)
+        self.style_predictor = StylePredictor(
+            dim, config.hidden_dim, config.encoder_channel_scale, skip=config.predictor_skip
+        )
         self.register_buffer("style_embeddings", torch.zeros(len(config.styles), dim))
 
     @property

@@ -74,6 +74,21 @@ def test_export_and_load_keep_the_stored_styles(tmp_path):
     assert torch.allclose(loaded(x, loaded.stored("a")), net(x, net.stored("a")))
 
 
+def test_the_predictor_skip_starts_at_zero_adds_a_linear_read_and_survives_a_save(tmp_path):
+    plain = tiny_arbitrary()
+    torch.manual_seed(0)
+    net = ArbitraryStyleNet(ArbitraryStyleNetConfig(**TINY, styles=("a", "b"), predictor_skip=True)).eval()
+    net.load_state_dict(plain.state_dict(), strict=False)
+    paintings = prepare_painting(torch.rand(1, 3, 48, 64), 48)
+    assert torch.equal(net.embed(paintings), plain.embed(paintings))  # a new skip changes nothing
+    with torch.no_grad():
+        net.style_predictor.skip.bias.copy_(torch.arange(8.0))
+    assert torch.allclose(net.embed(paintings), plain.embed(paintings) + torch.arange(8.0))
+    loaded = load_network(save_network(net, tmp_path / "skip.safetensors", {"style": "arbitrary"})).net
+    assert loaded.config.predictor_skip and torch.equal(loaded.embed(paintings), net.embed(paintings))
+    assert not load_network(save_network(plain, tmp_path / "plain.safetensors")).net.config.predictor_skip
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_exported_graph_takes_the_embedding_as_an_input(tmp_path, backend):
     pytest.importorskip(backend)

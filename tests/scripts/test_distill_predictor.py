@@ -1,4 +1,4 @@
-"""scripts/distill_predictor.py: fitted styles of training paintings, distilled into the predictor's output layer."""
+"""scripts/distill_predictor.py: fitted styles of training paintings, distilled into the predictor's skip layer."""
 
 import pytest
 import torch
@@ -47,8 +47,20 @@ def test_harvest_resumes_and_apply_moves_the_predictions_towards_the_fits(arbitr
         before, after = net.embed_statistics(stats), new.net.embed_statistics(stats)
     assert (after - fitted).norm() < 0.7 * (before - fitted).norm()  # (stored in fp16, as shipped)
     old_state, new_state = net.state_dict(), new.net.state_dict()
-    changed = [k for k in old_state if not torch.equal(old_state[k].half(), new_state[k].half())]
-    assert changed and all(k.startswith("style_predictor.mlp.3.") for k in changed)  # the output layer only
-    assert "distilled from 3-step fits of 3 training paintings" in new.info.card["recipe"]
+    assert new.net.config.predictor_skip and not net.config.predictor_skip
+    assert set(new_state) - set(old_state) == {"style_predictor.skip.weight", "style_predictor.skip.bias"}
+    assert all(torch.equal(old_state[k].half(), new_state[k].half()) for k in old_state)  # nothing else moves
+    assert "skip layer learnt from 3-step fits of 3 training paintings" in new.info.card["recipe"]
     assert distill.main(["apply", str(harvest), "--ckpt", str(arbitrary_ckpt), "-o", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
+
+    # again, on the network with the skip (as with more harvests): a new skip, one line in the recipe
+    again = tmp_path / "again.safetensors"
+    assert distill.main(["apply", str(harvest), "--ckpt", str(out), "-o", str(again)]) == 0
+    twice = load_network(again)
+    with torch.no_grad():
+        assert (twice.net.embed_statistics(stats) - after).abs().max() < 1e-2
+    assert twice.info.card["recipe"].count("skip layer learnt") == 1
+    other = {**samples, "pred": [p + 0.5 for p in samples["pred"]]}
+    with pytest.raises(ValueError, match="another predictor"):
+        distill.apply(net, other)
