@@ -116,8 +116,9 @@ class StylePredictor(nn.Module):
         self.mlp = nn.Sequential(
             nn.LayerNorm(size), nn.Linear(size, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, embedding_dim)
         )
-        self.skip = nn.Linear(size, embedding_dim) if skip else None
-        if self.skip is not None:
+        self.skip = None
+        if skip:  # zeros, drawing no random numbers (the MLP's and the transformer's draws stay as they were)
+            self.skip = nn.utils.skip_init(nn.Linear, size, embedding_dim)
             nn.init.zeros_(self.skip.weight)
             nn.init.zeros_(self.skip.bias)
 
