@@ -14,8 +14,8 @@ statistics the predictor reads, the ridge chosen by k-fold cross-validation, and
 the predictor's ``skip`` layer (``model.predictor_skip``), added to the MLP's output: every other
 weight, and the named styles, stay as they were. Applying again (more harvests) learns the skip anew.
 
-Why: the fit brings held-out texture from 0.35 to 0.21 but costs about 45 s per painting; the
-predictor is one pass. A linear read of the statistics carries the fits' corrections over to paintings
+Why: from the MLP's prediction, a fit brought held-out texture from 0.35 to 0.21 but costs about 45 s
+per painting; the predictor is one pass. A linear read of the statistics carries the fits' corrections over to paintings
 never fitted; the MLP's hidden layer, regressed on the same way, explains less of them and did not
 move held-out texture (docs/quality.md).
 """
