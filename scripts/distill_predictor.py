@@ -32,7 +32,7 @@ import torch
 
 from fastnst.checkpoint import load_network, save_network
 from fastnst.data import find_images, split_held_out
-from fastnst.io import atomic_path, file_sha256
+from fastnst.io import atomic_path
 from fastnst.models.arbitrary import PAINTING_SIZE, painting_statistics, prepare_painting
 from fastnst.models.registry import build_network
 from fastnst.stylize import paintings as P
@@ -52,18 +52,17 @@ def training_paintings(root: Path, shard: int, shards: int, held_out: float = HE
 
 def harvest(
     net, paintings: list[Path], output: Path, steps: int = FIT_STEPS, count: int | None = None,
-    precision: str = "fp32", network: str | None = None, log=print,
+    precision: str = "fp32", log=print,
 ) -> dict:  # fmt: skip
     """Fit each painting's predicted style and keep (statistics, predicted, fitted); resumes from ``output``.
 
-    Args:
-        network: the checkpoint's hash, kept in the file.
+    Which predictor made each prediction is checked painting by painting when they are applied.
 
     Returns:
-        ``{"paths", "stats" (N, 1920), "pred" (N, E), "fit" (N, E), "steps", "network"}`` as saved.
+        ``{"paths", "stats" (N, 1920), "pred" (N, E), "fit" (N, E), "steps"}`` as saved.
     """
     samples = torch.load(output, weights_only=True) if output.is_file() else None
-    samples = samples or {"paths": [], "stats": [], "pred": [], "fit": [], "steps": steps, "network": network}
+    samples = samples or {"paths": [], "stats": [], "pred": [], "fit": [], "steps": steps}
     if samples["steps"] != steps:
         raise ValueError(f"{output}: harvested with {samples['steps']} fit steps, not {steps}; give another file")
     photos = P.fit_photos(None)
@@ -204,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         shard, _, shards = args.shard.partition("/")
         paintings = training_paintings(args.paintings, int(shard), int(shards or 1))
         precision = P.fit_precision(torch.device("cpu")) if args.precision == "auto" else args.precision
-        harvest(net, paintings, args.output, args.steps, args.count, precision, file_sha256(args.ckpt))
+        harvest(net, paintings, args.output, args.steps, args.count, precision)
         return 0
     if args.output.exists() and not args.overwrite:
         print(f"error: {args.output} exists; give another -o or --overwrite", file=sys.stderr)
