@@ -12,7 +12,9 @@ fitted one. It saves after every painting and skips those already in the file, s
 continue. ``apply`` ridge-regresses the fits' corrections (fitted - the MLP's prediction) on the log
 statistics the predictor reads, the ridge chosen by k-fold cross-validation, and stores the result as
 the predictor's ``skip`` layer (``model.predictor_skip``), added to the MLP's output: every other
-weight, and the named styles, stay as they were. Applying again (more harvests) learns the skip anew.
+weight, and the named styles, stay as they were. Applying again (more harvests) learns the skip anew;
+``apply --update`` keeps it and adds what harvests of other paintings (``harvest --start N``, past the
+shard's first N) correct in its predictions, for when the harvests it was learnt from are gone.
 
 Why: from the MLP's prediction, a fit brought held-out texture from 0.35 to 0.21 but costs about 45 s
 per painting; the predictor is one pass. A linear read of the statistics carries the fits'
@@ -37,7 +39,7 @@ from fastnst.models.arbitrary import PAINTING_SIZE, painting_statistics, prepare
 from fastnst.models.registry import build_network
 from fastnst.stylize import paintings as P
 
-RIDGES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # on log statistics scaled to unit mean square norm
+RIDGES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # on log statistics scaled to unit mean square norm
 HELD_OUT = 0.05  # the training split's (data.style_held_out)
 SKIP_RECIPE = "; then the predictor's skip layer learnt from "  # the card's recipe; replaced when applied again
 FIT_STEPS = 60  # 40-60 steps give most of a fit's gain (docs/quality.md); more paintings beat longer fits
@@ -133,7 +135,7 @@ def choose_ridge(
             train = torch.cat([p for j, p in enumerate(parts) if j != i])
             error += float((deltas[test] - predict(train, test)).pow(2).sum())
             total += float(deltas[test].pow(2).sum())
-        return 1 - error / total
+        return 1 - error / max(total, 1e-30)  # (nothing to correct: all of it explained)
 
     scores = {"shift": explained(lambda tr, te: deltas[tr].mean(0).expand(len(te), -1))}
     for ridge in ridges:
@@ -147,13 +149,17 @@ def choose_ridge(
     return best, scores
 
 
-def apply(net, samples: dict, folds: int = 8, log=print):
+def apply(net, samples: dict, folds: int = 8, update: bool = False, log=print):
     """Learn the predictor's ``skip`` layer from the fits: returns (the network with it, a report).
 
     The skip reads the log statistics (what the MLP reads) and adds the fits' correction to the MLP's
     prediction. A network that has a skip already gets a new one, learnt from all the harvests: the
-    harvests may have been made with it or with the same MLP alone.
+    harvests may have been made with it or with the same MLP alone. ``update``: the skip it has stays
+    (with the fits it was learnt from) and what is learnt is the correction to its prediction, added to
+    it: for harvests of other paintings, when those the skip was learnt from are not at hand.
     """
+    if update and not net.config.predictor_skip:
+        raise ValueError("the network has no skip to update; apply without --update")
     net = with_skip(net)
     predictor = net.style_predictor
     stats, predicted, fitted = (torch.stack(samples[k]).float() for k in ("stats", "pred", "fit"))
@@ -164,14 +170,16 @@ def apply(net, samples: dict, folds: int = 8, log=print):
     made_with = torch.minimum((base - predicted).abs().amax(1), (with_old - predicted).abs().amax(1))
     if made_with.max() > 1e-3:  # each painting predicted by this MLP, with or without the skip it has
         raise ValueError("the harvest was made with another predictor; harvest again with this network")
-    deltas = fitted - base
+    deltas = fitted - (with_old if update else base)
     # one scale for all features, so the ridges mean the same whatever the network's statistics
     scale = float((logs - logs.mean(0)).pow(2).sum(1).mean().sqrt())
     ridge, scores = choose_ridge(logs / scale, deltas, folds=folds)
     a, c = ridge_fit(logs / scale, deltas, ridge)
     with torch.no_grad():
-        predictor.skip.weight.copy_(a.T / scale)
-        predictor.skip.bias.copy_(c)
+        if not update:
+            predictor.skip.weight.zero_(), predictor.skip.bias.zero_()
+        predictor.skip.weight.add_(a.T / scale)
+        predictor.skip.bias.add_(c)
     log("share of the fits' corrections explained on paintings left out (k-fold R²): "
         + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()) + f"; chosen ridge {ridge:g}")  # fmt: skip
     return net, {"ridge": ridge, "scores": scores, "paintings": len(deltas), "steps": samples["steps"]}
@@ -185,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--paintings", type=Path, required=True, help="the training paintings (data.style_root)")
     h.add_argument("--shard", default="0/1", help="K/N: this process's share (one process per core)")
     h.add_argument("--count", type=int, default=None, help="stop at this many paintings in the file")
+    h.add_argument("--start", type=int, default=0, help="begin at the shard's Nth painting (past an earlier harvest)")
     h.add_argument("--steps", type=int, default=FIT_STEPS)
     h.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     h.add_argument("-o", "--output", type=Path, required=True, help="the harvest file (resumed if it exists)")
@@ -193,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--ckpt", type=Path, required=True)
     a.add_argument("-o", "--output", type=Path, required=True)
     a.add_argument("--overwrite", action="store_true")
+    a.add_argument("--update", action="store_true",
+                   help="keep the network's skip and add the correction to it learnt from these harvests "
+                   "(harvests of other paintings than those the skip was learnt from)")  # fmt: skip
     args = parser.parse_args(argv)
     loaded = load_network(args.ckpt)
     net = loaded.net.eval()
@@ -201,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "harvest":
         shard, _, shards = args.shard.partition("/")
-        paintings = training_paintings(args.paintings, int(shard), int(shards or 1))
+        paintings = training_paintings(args.paintings, int(shard), int(shards or 1))[args.start :]
         precision = P.fit_precision(torch.device("cpu")) if args.precision == "auto" else args.precision
         harvest(net, paintings, args.output, args.steps, args.count, precision)
         return 0
@@ -213,13 +225,21 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the harvests were fitted with different numbers of steps", file=sys.stderr)
         return 2
     samples = {k: [v for p in parts for v in p[k]] for k in ("paths", "stats", "pred", "fit")}
-    net, report = apply(net, {**samples, "steps": parts[0]["steps"]})
+    try:
+        net, report = apply(net, {**samples, "steps": parts[0]["steps"]}, update=args.update)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     info = loaded.info
     card = dict(info.card or {})
-    card["recipe"] = (
-        card.get("recipe", "").split(SKIP_RECIPE)[0].rstrip(".") + f"{SKIP_RECIPE}{report['steps']}-step fits of "
-        f"{report['paintings']} training paintings (ridge {report['ridge']:g}, scripts/distill_predictor.py)"
-    )
+    fits = f"{report['steps']}-step fits of {report['paintings']}"
+    if args.update:
+        card["recipe"] = card["recipe"].rstrip(".") + f"; then updated from {fits} more (ridge {report['ridge']:g})"
+    else:
+        card["recipe"] = (
+            card.get("recipe", "").split(SKIP_RECIPE)[0].rstrip(".")
+            + f"{SKIP_RECIPE}{fits} training paintings (ridge {report['ridge']:g}, scripts/distill_predictor.py)"
+        )
     card.pop("evaluation", None)  # measured with the old predictor: `fastnst evaluate` the new file
     info.card = card
     save_network(net, args.output, info, half=True)  # as the shipped networks are stored

@@ -62,6 +62,25 @@ def test_harvest_resumes_and_apply_moves_the_predictions_towards_the_fits(arbitr
     twice = load_network(again)
     assert twice.info.card["recipe"].count("skip layer learnt") == 1
     assert "fits of 5 training paintings" in twice.info.card["recipe"]
+
+    # --update: the skip stays and the correction of its predictions on other paintings is added to it
+    no_skip = ["apply", str(harvest), "--update", "--ckpt", str(arbitrary_ckpt), "-o", str(tmp_path / "x")]
+    assert distill.main(no_skip) == 2
+    assert "no skip to update" in capsys.readouterr().err
+    updated = tmp_path / "updated.safetensors"
+    assert distill.main(["apply", str(harvest), "--update", "--ckpt", str(again), "-o", str(updated)]) == 0
+    third = load_network(updated)
+    recipe = third.info.card["recipe"]
+    assert "fits of 5 training paintings" in recipe and "then updated from 3-step fits of 3 more" in recipe
+    with torch.no_grad():
+        before, after = twice.net.embed_statistics(stats), third.net.embed_statistics(stats)
+    assert (after - fitted).norm() < (before - fitted).norm()
+    # fits that the skip already predicts correct nothing: the skip stays as it is (a new one would not)
+    with torch.no_grad():
+        exact = {**samples, "pred": list(before), "fit": list(before)}
+    kept = distill.apply(twice.net, exact, update=True, log=lines.append)[0].style_predictor.skip
+    assert torch.allclose(kept.weight, twice.net.style_predictor.skip.weight, atol=1e-6)
+
     other = {**samples, "pred": [p + 0.5 for p in samples["pred"]]}
     with pytest.raises(ValueError, match="another predictor"):
         distill.apply(net, other)
