@@ -177,10 +177,9 @@ def apply(net, samples: dict, folds: int = 8, update: bool = False, log=print):
     ridge, scores = choose_ridge(logs / scale, deltas, folds=folds)
     a, c = ridge_fit(logs / scale, deltas, ridge)
     with torch.no_grad():
-        if not update:
-            predictor.skip.weight.zero_(), predictor.skip.bias.zero_()
-        predictor.skip.weight.add_(a.T / scale)
-        predictor.skip.bias.add_(c)
+        keep = 1.0 if update else 0.0  # update: the correction adds to the skip; else it is the skip
+        predictor.skip.weight.mul_(keep).add_(a.T / scale)
+        predictor.skip.bias.mul_(keep).add_(c)
     log("share of the fits' corrections explained on paintings left out (k-fold R²): "
         + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()) + f"; chosen ridge {ridge:g}")  # fmt: skip
     return net, {"ridge": ridge, "scores": scores, "paintings": len(deltas), "steps": samples["steps"]}
@@ -235,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     card = dict(info.card or {})
     fits = f"{report['steps']}-step fits of {report['paintings']}"
     if args.update:
-        card["recipe"] = card["recipe"].rstrip(".") + f"; then updated from {fits} more (ridge {report['ridge']:g})"
+        card["recipe"] = card.get("recipe", "").rstrip(".") + f"; then updated from {fits} more (ridge {report['ridge']:g})"
     else:
         card["recipe"] = (
             card.get("recipe", "").split(SKIP_RECIPE)[0].rstrip(".")
