@@ -234,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     card = dict(info.card or {})
     fits = f"{report['steps']}-step fits of {report['paintings']}"
     if args.update:
-        card["recipe"] = card.get("recipe", "").rstrip(".") + f"; then updated from {fits} more (ridge {report['ridge']:g})"
+        card["recipe"] = (
+            card.get("recipe", "").rstrip(".") + f"; then updated from {fits} more (ridge {report['ridge']:g})"
+        )
     else:
         card["recipe"] = (
             card.get("recipe", "").split(SKIP_RECIPE)[0].rstrip(".")
