@@ -26,6 +26,7 @@ held-out texture (docs/training.md).
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import sys
 import time
@@ -161,7 +162,7 @@ def apply(net, samples: dict, folds: int = 8, update: bool = False, log=print):
     """
     if update and not net.config.predictor_skip:
         raise ValueError("the network has no skip to update; apply without --update")
-    net = with_skip(net)
+    net = with_skip(copy.deepcopy(net))  # the caller's network stays as it was
     predictor = net.style_predictor
     stats, predicted, fitted = (torch.stack(samples[k]).float() for k in ("stats", "pred", "fit"))
     logs = predictor.log_statistics(stats)

@@ -78,8 +78,12 @@ def test_harvest_resumes_and_apply_moves_the_predictions_towards_the_fits(arbitr
     # fits that the skip already predicts correct nothing: the skip stays as it is (a new one would not)
     with torch.no_grad():
         exact = {**samples, "pred": list(before), "fit": list(before)}
+    skip = twice.net.style_predictor.skip.weight.detach().clone()
     kept = distill.apply(twice.net, exact, update=True, log=lines.append)[0].style_predictor.skip
-    assert torch.allclose(kept.weight, twice.net.style_predictor.skip.weight, atol=1e-6)
+    assert kept is not twice.net.style_predictor.skip and torch.allclose(kept.weight, skip, atol=1e-6)
+    anew = distill.apply(twice.net, exact, log=lines.append)[0].style_predictor.skip
+    assert not torch.allclose(anew.weight, skip, atol=1e-6)  # without --update, the skip is learnt anew
+    assert torch.equal(twice.net.style_predictor.skip.weight, skip)  # the network given is left as it was
 
     other = {**samples, "pred": [p + 0.5 for p in samples["pred"]]}
     with pytest.raises(ValueError, match="another predictor"):
