@@ -18,9 +18,9 @@ shard's first N) correct in its predictions, for when the harvests it was learnt
 
 Why: from the MLP's prediction, a fit brought held-out texture from 0.35 to 0.21 but costs about 45 s
 per painting; the predictor is one pass. A linear read of the statistics carries the fits'
-corrections over to paintings never fitted (0.35 -> 0.26 from 328 fits, -> 0.235 updated from 263
-more, -> 0.220 updated again from 258); the MLP's hidden layer, regressed on the same way, explains less of them and did not move
-held-out texture (docs/training.md).
+corrections over to paintings never fitted (0.35 -> 0.22 from 849 fits in three rounds); the MLP's
+hidden layer, regressed on the same way, explains less of them and did not move held-out texture
+(docs/training.md).
 """
 
 from __future__ import annotations
