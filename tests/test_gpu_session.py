@@ -1,5 +1,6 @@
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,4 +128,38 @@ def test_the_any_painting_network_trains_there_on_packed_paintings(
     assert session.session_env(dev)["FASTNST_PAINTINGS_DIR"] == str((dev / "paintings").resolve())
     jobs = {name: overrides for name, _, overrides in session.jobs_for(arbitrary_ckpt.parent, None)}
     assert "experiment=arbitrary" in jobs["arbitrary"] and "styles=[a,b]" in jobs["arbitrary"]
+    assert f"named_share={session.GPU_NAMED_SHARE}" in jobs["arbitrary"]  # more than a CPU run's 0.2
     assert "experiment=multi_style" in session.jobs_for(multi_ckpt.parent, None)[0][2]
+
+
+def test_the_any_painting_network_is_scored_on_paintings_its_training_never_saw(tmp_path, photos, arbitrary_ckpt):
+    import argparse
+    import shutil
+
+    import fastnst.gpu_session as session
+    from fastnst.data import is_held_out
+
+    dev, work = tmp_path / "dev", tmp_path / "work"
+    dev.mkdir()
+    (photos / "bsds500" / "test").rename(dev / "heldout")
+    candidates = [dev / "paintings" / "school" / f"p{index}.jpg" for index in range(300)]
+    held = [p for p in candidates if is_held_out(p, dev / "paintings", session.held_out_share())][:2]
+    trained = next(p for p in candidates if p not in held)
+    for index, path in enumerate([*held, trained]):
+        write_photo(path, size=(96, 64), seed=50 + index)
+    for sub in ("networks", "reports", "export/arbitrary"):
+        (work / sub).mkdir(parents=True)
+    shutil.copy(arbitrary_ckpt, work / "export" / "arbitrary" / "arbitrary.safetensors")  # as a run exports it
+    args = argparse.Namespace(device="cpu", eval_size=48, gatys_steps=0, work=str(work), frontier=None)
+    facts, rows = {"arbitrary": {"seconds": 60.0}}, []
+    jobs = session.jobs_for(arbitrary_ckpt.parent, None)
+    scoring = session.export_and_plan(jobs, work, dev, args, facts, rows)
+    planned = [entry for entry in scoring if entry[2] == "arbitrary_held_out"]
+    assert len(planned) == 1
+    session.score(planned, work, session.session_env(dev), rows)
+    name, label, problem, mean = rows[-1]
+    assert (label, problem) == ("arbitrary_held_out", "")
+    shipped = f"{arbitrary_ckpt.parent.name}/arbitrary"
+    assert sorted(mean) == sorted(["networks/arbitrary", shipped])  # the trained one beside the shipped one
+    summary = json.loads((work / "reports" / label / "summary.json").read_text())
+    assert sorted(Path(p["painting"]).name for p in summary["paintings"]) == sorted(p.name for p in held)
