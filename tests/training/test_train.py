@@ -620,3 +620,16 @@ def test_any_painting_predictor_only_trains_the_predictor_alone(train_cfg, tmp_p
     own = net.state_dict()
     convolutions = {k: v for k, v in multi.state_dict().items() if k in own and own[k].shape == v.shape}
     assert len(convolutions) > 10 and all(torch.equal(own[k].float(), v.float()) for k, v in convolutions.items())
+
+
+def test_any_painting_training_leaves_the_predictor_skip_as_its_fits_made_it(train_cfg, any_painting_run):
+    from fastnst.checkpoint import load_network
+
+    _, _, overrides = any_painting_run
+    common = (*overrides, "trainer.max_steps=2", "logger=none", "named_share=0", "model.predictor_skip=true",
+              "+optim.predictor_only=true")  # fmt: skip
+    module = train_script.build_module(train_cfg(*common))
+    trained = {name for name, p in module.net.named_parameters() if p.requires_grad}
+    assert "style_predictor.mlp.0.weight" in trained and not any(".skip." in name for name in trained)
+    skip = load_network(train_script.train(train_cfg(*common))["export_path"]).net.style_predictor.skip
+    assert torch.count_nonzero(skip.weight) == 0 and torch.count_nonzero(skip.bias) == 0  # zero, as it started
