@@ -386,7 +386,8 @@ def export_and_plan(jobs, work: Path, dev: Path, args, facts: dict, rows: list) 
         facts[name]["steps"] = int(info.steps or 0)  # this run's (init_steps: the start's)
         if args.frontier:
             continue  # scored together below
-        for style in getattr(load_network(shipped).net, "styles", None) or [None]:
+        shipped_net = load_network(shipped).net
+        for style in getattr(shipped_net, "styles", None) or [None]:
             label = f"{name}_{style}" if style else name
             painting = painting_of(style or name, folders)
             if heldout is None or painting is None:
@@ -396,7 +397,7 @@ def export_and_plan(jobs, work: Path, dev: Path, args, facts: dict, rows: list) 
             extra += ["--network-style", style] if style else []
             command = evaluate_command([network, shipped], painting, heldout, work / "reports" / label, args, extra)
             scoring.append((bool(style), name, label, command))
-        if (dev / "paintings").is_dir() and heldout is not None and load_network(shipped).net.arch == ARBITRARY:
+        if (dev / "paintings").is_dir() and heldout is not None and shipped_net.arch == ARBITRARY:
             # the paintings its training never saw, beside the named styles: both are what it is for
             label = f"{name}_held_out"
             paintings = ["--paintings", str(dev / "paintings"), "--held-out", str(held_out_share()),
