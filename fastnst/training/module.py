@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import warnings
@@ -45,12 +46,15 @@ class StyleTransferModule(L.LightningModule):
         draw_weights: how often each style is drawn, relative, one number per style (None: equally often).
         named_share: an any-painting network's share of batches that train a named style on its own
             painting, through its stored embedding, which then learns (0: the predictor makes them).
+        keep_weight: an any-painting network's named batches also hold what the network paints with the
+            batch's own paintings to what it painted when the run began (pixel mean squared difference,
+            this weight; 0: off), so that training the named styles leaves every other painting as it was.
     """
 
     def __init__(
         self, net: dict, style: dict, loss: dict, optim: dict, runtime: dict | None = None,
         styles: list[dict] | None = None, train_styles: list[int] | None = None,
-        draw_weights: list[float] | None = None, named_share: float = 0.0,
+        draw_weights: list[float] | None = None, named_share: float = 0.0, keep_weight: float = 0.0,
     ):  # fmt: skip
         super().__init__()
         runtime = {"channels_last": False, "compile": False, **(runtime or {})}
@@ -65,6 +69,7 @@ class StyleTransferModule(L.LightningModule):
                 "train_styles": train_styles,
                 "draw_weights": list(draw_weights) if draw_weights else None,
                 "named_share": float(named_share),
+                "keep_weight": float(keep_weight),
             }
         )
         spec = dict(net)
@@ -87,6 +92,8 @@ class StyleTransferModule(L.LightningModule):
         # An any-painting network: index 0 takes each batch's own paintings' Grams; 1.. its named styles,
         # trained on their own paintings when ``named_share`` > 0.
         self.named_share = float(named_share) if self.arbitrary else 0.0
+        self.keep_weight = float(keep_weight) if self.named_share > 0 else 0.0
+        self._teacher: list[nn.Module] = []  # the network as the run began (kept out of the module tree)
         named = run_styles if not self.arbitrary or self.named_share > 0 else []
         self._perceptual = [PerceptualLoss(vgg, None, content_layers, style_layers, *weights)] if self.arbitrary else []
         self._perceptual += [
@@ -168,9 +175,14 @@ class StyleTransferModule(L.LightningModule):
 
     def forward(self, images: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Stylize (B, 3, H, W) images in [0, 1]; ``weights`` (B, S) for a multi-style network."""
-        if self.hparams.runtime["channels_last"]:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = self.forward_layout(images)
         return self._forward(images, weights) if self.multi or self.arbitrary else self._forward(images)
+
+    def forward_layout(self, images: torch.Tensor) -> torch.Tensor:
+        """The images in the memory format this run trains in."""
+        if self.hparams.runtime["channels_last"]:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
 
     def one_hot(self, index: int, batch: int) -> torch.Tensor:
         weights = torch.zeros(batch, len(self.net.styles), device=self.device)
@@ -228,6 +240,9 @@ class StyleTransferModule(L.LightningModule):
             else:
                 stored = self.net.style_embeddings[index].expand(len(content), -1)
                 terms = self.perceptual_for(1 + index)(self(content, stored), content)
+                if self.keep_weight > 0:
+                    keep = self.keep_weight * self.keep_term(content, batch["painting"])
+                    terms = {**terms, "keep_loss": keep, "loss": terms["loss"] + keep}
         else:
             index = self.draw_style(self.global_step)
             stylized = self(content, self.one_hot(index, len(content)) if self.multi else None)
@@ -255,6 +270,20 @@ class StyleTransferModule(L.LightningModule):
         grams, features = perceptual.painting_grams(paintings)
         embedding = self.net.embed_statistics(painting_statistics(features))  # (B, E), trains the predictor
         return perceptual(self(content, embedding), content, grams)
+
+    def keep_term(self, content: torch.Tensor, paintings: torch.Tensor) -> torch.Tensor:
+        """How far the network now paints these photos with these paintings from how it did when the run began.
+
+        Both take the embedding the starting network predicts, so only the transformer is held; the mean
+        squared difference of the two images in [0, 1]."""
+        if not self._teacher:  # the first step: the network is what init_from (or the resumed checkpoint) made it
+            self._teacher.append(copy.deepcopy(self.net).eval().requires_grad_(False))
+        teacher = self._teacher[0]
+        with torch.no_grad():
+            features = self.perceptual_for(0).vgg(paintings)
+            embedding = teacher.embed_statistics(painting_statistics(features))
+            target = teacher(self.forward_layout(content), embedding)
+        return torch.nn.functional.mse_loss(self(content, embedding).float(), target.float())
 
     def note_skipped(self, reasons: list[str]) -> None:
         """Warn once per unreadable file; the count goes to TensorBoard as data/skipped_files."""

@@ -313,6 +313,7 @@ def build_module(cfg: DictConfig, train_styles: list[int] | None = None):
     if net.get("arch") == "johnson_arbitrary":  # the stored styles' paintings
         groups["styles"] = [style_preset(cfg, n) for n in net["styles"]]
         groups["named_share"] = float(cfg.get("named_share") or 0.0)
+        groups["keep_weight"] = float(cfg.get("keep_weight") or 0.0)
     if net.get("arch") == "johnson_multi":
         names = list(net["styles"])
         chosen = train_styles if train_styles is not None else range(len(names))

@@ -633,3 +633,33 @@ def test_any_painting_training_leaves_the_predictor_skip_as_its_fits_made_it(tra
     assert "style_predictor.mlp.0.weight" in trained and not any(".skip." in name for name in trained)
     skip = load_network(train_script.train(train_cfg(*common))["export_path"]).net.style_predictor.skip
     assert torch.count_nonzero(skip.weight) == 0 and torch.count_nonzero(skip.bias) == 0  # zero, as it started
+
+
+def test_any_painting_keep_weight_holds_other_paintings_while_the_named_styles_train(train_cfg, tmp_path,
+                                                                                     any_painting_run):  # fmt: skip
+    from fastnst.checkpoint import load_network
+    from fastnst.io import load_image
+    from fastnst.models.arbitrary import prepare_painting
+
+    _, _, overrides = any_painting_run
+    run = (f"paths.output_dir={tmp_path}/0", f"paths.export_dir={tmp_path}/0")
+    first = train_script.train(train_cfg(*overrides, "trainer.max_steps=1", "logger=none", "named_share=0", *run))
+    start = load_network(first["export_path"]).net  # an any-painting network, as the shipped one is
+    common = (*overrides, f"init_from={first['export_path']}", "trainer.max_steps=8", "logger=none",
+              "named_share=1.0", "optim.lr=3e-3")  # fmt: skip
+    with torch.no_grad():
+        embedding = start.embed(prepare_painting(load_image(next((tmp_path / "paintings").rglob("p1.jpg")))))
+    photo = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+
+    def trained(keep: float) -> tuple[float, float]:
+        """How far a painting no batch trains moved from the start, and how far the named embeddings did."""
+        run = tmp_path / f"keep{keep:g}"
+        net = load_network(train_script.train(train_cfg(*common, f"keep_weight={keep}", f"paths.output_dir={run}",
+                                                        f"paths.export_dir={run}"))["export_path"]).net  # fmt: skip
+        with torch.no_grad():
+            other = (net(photo, embedding) - start(photo, embedding)).abs().mean()
+        return float(other), float((net.style_embeddings - start.style_embeddings).abs().max())
+
+    free, held = trained(0.0), trained(1e11)
+    assert held[0] < 0.5 * free[0]  # every batch trained a named style, yet the other painting moved less than half
+    assert held[1] > 2e-3  # and the named styles still learnt (Adam, embedding_lr 1e-3)
