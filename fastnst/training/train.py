@@ -94,9 +94,10 @@ def find_last_checkpoint(log_dir: Path, style: str) -> tuple[Path, int] | None:
 
 POSITIVE_INTS = ("data.image_size", "data.batch_size", "model.num_residual_blocks", "trainer.max_steps")
 POSITIVE_NUMBERS = ("model.width", "optim.lr", "style.size", "style_size")
-OPTIONAL = ("style_size",)  # absent or null unless an experiment sets it
+OPTIONAL = ("style_size", "named_share", "keep_weight")  # absent or null unless an experiment sets them
 NON_NEGATIVE_NUMBERS = (
     "loss.content_weight", "loss.style_weight", "loss.tv_weight", "loss.color_weight", "data.num_workers",
+    "keep_weight",
 )  # fmt: skip
 
 
@@ -122,6 +123,8 @@ def validate(cfg: DictConfig) -> None:
         check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0")
     for key in NON_NEGATIVE_NUMBERS:
         check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0")
+    check("named_share", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
+          "a share from 0 to 1")  # fmt: skip
     for layer in cfg.loss.style_layers:
         check(
             f"loss.style_layers.{layer}",

@@ -163,6 +163,10 @@ def test_validate_checks_the_loss_values_used(train_cfg):
         train_script.validate(train_cfg("loss.style_weight=-1"))
     with pytest.raises(train_script.ConfigError, match=r"loss.style_layers.relu1_2='x'"):
         train_script.validate(train_cfg("loss.style_layers.relu1_2=x"))
+    with pytest.raises(train_script.ConfigError, match=r"keep_weight=-1.0: expected a number >= 0"):
+        train_script.validate(train_cfg("experiment=arbitrary", "keep_weight=-1.0"))
+    with pytest.raises(train_script.ConfigError, match=r"named_share=2: expected a share from 0 to 1"):
+        train_script.validate(train_cfg("experiment=arbitrary_named", "named_share=2"))
 
 
 def test_cpu_training_uses_bf16_only_where_it_measures_faster(train_cfg, monkeypatch, tmp_path):
