@@ -276,14 +276,18 @@ class StyleTransferModule(L.LightningModule):
 
         Both take the embedding the starting network predicts, so only the transformer is held; the mean
         squared difference of the two images in [0, 1]."""
-        if not self._teacher:  # the first step: the network is what init_from (or the resumed checkpoint) made it
-            self._teacher.append(copy.deepcopy(self.net).eval().requires_grad_(False))
-        teacher = self._teacher[0]
+        if not self._teacher:  # the first step of a fresh run: the network is what init_from made it
+            self.hold(self.net)
+        teacher = self._teacher[0].to(self.device)
         with torch.no_grad():
             features = self.perceptual_for(0).vgg(paintings)
             embedding = teacher.embed_statistics(painting_statistics(features))
             target = teacher(self.forward_layout(content), embedding)
         return torch.nn.functional.mse_loss(self(content, embedding).float(), target.float())
+
+    def hold(self, net: nn.Module) -> None:
+        """Hold the outputs of this network (a copy) with ``keep_weight``: a resumed run holds its init_from's."""
+        self._teacher[:] = [copy.deepcopy(net).eval().requires_grad_(False)]
 
     def note_skipped(self, reasons: list[str]) -> None:
         """Warn once per unreadable file; the count goes to TensorBoard as data/skipped_files."""

@@ -414,6 +414,8 @@ def train(cfg: DictConfig) -> dict:
         if train_styles is not None and resumed is None:
             grow_into(initial, module)
         apply_initial_network(initial, module, load_weights=resumed is None and train_styles is None, cfg=cfg)
+        if resumed is not None and getattr(initial.net, "arch", None) == module.net.arch and module.keep_weight > 0:
+            module.hold(initial.net)  # not where the run stopped: what it started from, when that file is here
     module.note_skipped(datamodule.val_images()[1])  # unreadable validation photos are reported too
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if not cfg.get("export", True):

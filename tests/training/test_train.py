@@ -639,7 +639,7 @@ def test_any_painting_training_leaves_the_predictor_skip_as_its_fits_made_it(tra
     assert torch.count_nonzero(skip.weight) == 0 and torch.count_nonzero(skip.bias) == 0  # zero, as it started
 
 
-def test_any_painting_keep_weight_holds_other_paintings_while_the_named_styles_train(train_cfg, tmp_path,
+def test_any_painting_keep_weight_holds_other_paintings_while_the_named_styles_train(train_cfg, tmp_path, monkeypatch,
                                                                                      any_painting_run):  # fmt: skip
     from fastnst.checkpoint import load_network
     from fastnst.io import load_image
@@ -667,3 +667,14 @@ def test_any_painting_keep_weight_holds_other_paintings_while_the_named_styles_t
     free, held = trained(0.0), trained(1e11)
     assert held[0] < 0.5 * free[0]  # every batch trained a named style, yet the other painting moved less than half
     assert held[1] > 2e-3  # and the named styles still learnt (Adam, embedding_lr 1e-3)
+
+    from fastnst.training.module import StyleTransferModule
+
+    holds, hold = [], StyleTransferModule.hold
+    monkeypatch.setattr(StyleTransferModule, "hold", lambda self, net: holds.append(net) or hold(self, net))
+    again = train_cfg(
+        *common, "keep_weight=1e11", "resume=true", "trainer.max_steps=9", f"paths.output_dir={tmp_path}/keep1e+11"
+    )
+    assert train_script.train(again)["steps"] == 9
+    first_conv = next(k for k in start.state_dict() if k.endswith("weight") and start.state_dict()[k].dim() == 4)
+    assert len(holds) == 1 and torch.equal(holds[0].state_dict()[first_conv], start.state_dict()[first_conv])
