@@ -248,7 +248,7 @@ def fit_embedding(
     """Refine ``embedding`` so that ``net`` paints ``painting`` closer, the network itself unchanged.
 
     The predictor's embedding is one forward pass, learnt over thousands of paintings; 100 Adam steps
-    on this painting alone took the mean texture distance of 8 held-out paintings from 0.22 to 0.19
+    on this painting alone took the mean texture distance of 8 held-out paintings from 0.22 to 0.18
     (about 45 s each on 2 CPU cores; docs/quality.md). The loss is the training one, on the network's
     own VGG19 layers (so no loss network is needed): each output's Gram distance at relu1_1 ... relu4_1
     over its photo's own, times ``style_weight``, plus the relu4_1 content distance over the photo's
