@@ -45,6 +45,7 @@ docs: install
 	$(PY) scripts/readme_table.py
 	$(PY) scripts/showcase.py
 	$(PY) scripts/showcase.py --multi checkpoints/multi_style.safetensors
+	$(PY) scripts/showcase.py --multi checkpoints/arbitrary.safetensors
 	$(PY) scripts/showcase.py --paintings ../shared/data/paintings
 	$(PY) scripts/showcase.py --paintings ../shared/data/paintings --fit \
 		--photos ../shared/data/photos/bsds500/test/10081.jpg

@@ -3,6 +3,7 @@
 python scripts/showcase.py                      # -> docs/images/shipped_styles.jpg
 python scripts/showcase.py --size 256 -o grid.jpg checkpoints/starry_night.safetensors
 python scripts/showcase.py --multi checkpoints/multi_style.safetensors   # -> docs/images/multi_style.jpg
+python scripts/showcase.py --multi checkpoints/arbitrary.safetensors     # -> docs/images/arbitrary.jpg (its named styles)
 python scripts/showcase.py --paintings ../shared/data/paintings          # -> docs/images/any_painting.jpg
 python scripts/showcase.py --paintings ../shared/data/paintings --fit    # -> docs/images/any_painting_fit.jpg
 """
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         output = (
             args.output
             if args.output != ROOT / "docs/images/shipped_styles.jpg"
-            else ROOT / "docs/images/multi_style.jpg"
+            else ROOT / f"docs/images/{Path(args.multi).stem}.jpg"
         )
         photo = Path(args.photos[0])
         photo = photo if photo.is_file() else sorted(photo.glob("*.jpg"))[1]
