@@ -115,22 +115,18 @@ def validate(cfg: DictConfig) -> None:
         if not good:
             raise ConfigError(f"{key}={value!r}: expected {allowed}")
 
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
     for key in POSITIVE_INTS:
         check(
             key, lambda v: isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1), "a positive integer"
         )
     for key in POSITIVE_NUMBERS:
-        check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0")
-    for key in NON_NEGATIVE_NUMBERS:
-        check(key, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0")
-    check("named_share", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
-          "a share from 0 to 1")  # fmt: skip
-    for layer in cfg.loss.style_layers:
-        check(
-            f"loss.style_layers.{layer}",
-            lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
-            "a number >= 0",
-        )
+        check(key, lambda v: number(v) and v > 0, "a number > 0")
+    for key in [*NON_NEGATIVE_NUMBERS, *(f"loss.style_layers.{layer}" for layer in cfg.loss.style_layers)]:
+        check(key, lambda v: number(v) and v >= 0, "a number >= 0")
+    check("named_share", lambda v: number(v) and 0 <= v <= 1, "a share from 0 to 1")
     check_painting(str(cfg.style.name), str(cfg.style.image))
 
 
